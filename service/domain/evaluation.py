@@ -1,0 +1,145 @@
+"""What an evaluation decides: tri-state rule results with evidence, and the resulting plan.
+
+The evaluator produces these; other code persists them, writes them back and notifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum, IntEnum
+
+
+class Outcome(str, Enum):
+    MET = "met"
+    NOT_MET = "not-met"
+    INDETERMINATE = "indeterminate"
+
+
+class Urgency(IntEnum):
+    """Pathway urgency, ordered; `.priority` is the FHIR request-priority code (spec §3)."""
+
+    ROUTINE = 1
+    URGENT = 2
+    VERY_URGENT = 3
+    EMERGENCY = 4
+
+    @property
+    def priority(self) -> str:
+        return {1: "routine", 2: "urgent", 3: "asap", 4: "stat"}[int(self)]
+
+    @classmethod
+    def from_priority(cls, priority: str) -> Urgency:
+        return {"routine": cls.ROUTINE, "urgent": cls.URGENT, "asap": cls.VERY_URGENT,
+                "stat": cls.EMERGENCY}[priority]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One resource that a decision rests on, with the value that mattered."""
+
+    ref: str
+    what: str
+    value: str | float | bool | None = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A branch of a rule's declared outputs that the rule selected (`outputs.<branch>` in the pathway)."""
+
+    branch: str
+    urgency: Urgency | None = None
+    note: str | None = None
+    side: str | None = None
+    site: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    rule_id: str
+    outcome: Outcome
+    reason: str
+    urgency: Urgency | None = None
+    evidence: tuple[Evidence, ...] = ()
+    actions: tuple[Action, ...] = ()
+    flags: tuple[str, ...] = ()
+
+    @property
+    def met(self) -> bool:
+        return self.outcome is Outcome.MET
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedRequest:
+    """A ServiceRequest the pathway proposes; `key` is its deterministic identifier."""
+
+    key: str
+    output: str
+    rule_id: str
+    urgency: Urgency
+    status: str
+    reasons: tuple[Evidence, ...]
+    note: str | None = None
+    side: str | None = None
+    site: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedTask:
+    key: str
+    task: str
+    rule_id: str
+    description: str
+    reasons: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A CarePlan activity that is not a request: advice, safety-netting, a stopped treatment."""
+
+    activity: str
+    rule_id: str
+    status: str = "not-started"
+    status_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The decision: what to propose now. `retained` are earlier proposals kept unchanged although
+    no rule proposes them any more; `withdrawn` are earlier routine drafts to revoke."""
+
+    urgency: Urgency | None
+    requests: tuple[ProposedRequest, ...] = ()
+    tasks: tuple[ProposedTask, ...] = ()
+    activities: tuple[Activity, ...] = ()
+    notes: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    retained: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """The current radicular episode (R0): anchored on the earliest active radicular diagnosis."""
+
+    id: str
+    onset: datetime
+    anchor_ref: str | None
+    side: str | None = None
+    diagnoses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PathwayEvaluation:
+    pathway_id: str
+    pathway_version: str
+    patient_id: str
+    evaluated_at: datetime
+    episode: Episode | None
+    results: tuple[RuleResult, ...]
+    plan: Plan
+    problems: tuple[str, ...] = field(default=())
+
+    def result(self, rule_id: str) -> RuleResult | None:
+        return next((r for r in self.results if r.rule_id == rule_id), None)

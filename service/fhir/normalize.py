@@ -1,0 +1,303 @@
+"""Normalise validated FHIR R4 JSON into clinical facts (spec §2, rule R0).
+
+Two uses share one code path:
+- `value_issues(resource)`: strict, at ingest. Units, ranges and unflagged raw scores are rejected
+  with a located issue (never coerced), so bad values get a 4xx instead of being stored.
+- `to_facts(patient, resources)`: at evaluation. Anything unusable is left out and named in
+  `PatientFacts.problems`; excluded statuses are dropped; entered-in-error becomes `Withdrawn`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from service.domain.facts import (
+    Coding,
+    Diagnosis,
+    Finding,
+    Measurement,
+    PatientFacts,
+    ProcedureDone,
+    RequestOnFile,
+    Side,
+    Withdrawn,
+)
+from service.fhir.models import Issue
+from service.fhir.time import parse_date, parse_datetime
+from service.rules.concepts import ConceptIndex
+from service.rules.definition import MeasureSpec
+
+OWN_KEY_PREFIX = "urn:lrp:"
+_EXCLUDED_OBSERVATION = {"registered", "cancelled"}
+_EXCLUDED_PROCEDURE = {"not-done", "preparation"}
+_REPORT_DONE = {"final", "amended", "corrected", "appended"}
+_GRADE = re.compile(r"^\s*([0-5])\s*[+-]?\s*$")
+
+
+def codings(concept: Any) -> list[Coding]:
+    if not isinstance(concept, dict):
+        return []
+    return [Coding(c["system"], c["code"], c.get("display")) for c in concept.get("coding", [])
+            if isinstance(c, dict) and c.get("system") and c.get("code")]
+
+
+def subject_id(resource: dict[str, Any]) -> str | None:
+    """The patient id a resource is about (Patient itself, or subject/patient reference)."""
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id")
+    for field in ("subject", "patient"):
+        ref = resource.get(field)
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            reference = ref["reference"]
+            if reference.startswith("Patient/"):
+                return reference.split("/", 2)[1]
+    return None
+
+
+def clinical_time(resource: dict[str, Any]) -> datetime | None:
+    """effectiveDateTime -> effectivePeriod.end (else start) -> issued; never meta.lastUpdated."""
+    period = resource.get("effectivePeriod") or {}
+    for value in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
+                  period.get("end"), period.get("start"), resource.get("issued")):
+        moment = parse_datetime(value)
+        if moment:
+            return moment
+    return None
+
+
+def _ref(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource.get('id', '?')}"
+
+
+def _side(resource: dict[str, Any], index: ConceptIndex, fallback: Side = Side.UNSPECIFIED) -> Side:
+    site = resource.get("bodySite")
+    sites = site if isinstance(site, list) else [site] if site else []
+    found = index.side_of([c for s in sites for c in codings(s)])
+    return found if found is not Side.UNSPECIFIED else fallback
+
+
+def _site_text(resource: dict[str, Any]) -> str | None:
+    site = resource.get("bodySite")
+    sites = site if isinstance(site, list) else [site] if site else []
+    texts = [s.get("text") for s in sites if isinstance(s, dict) and s.get("text")]
+    return texts[0] if texts else None
+
+
+def measured_value(spec: MeasureSpec, resource: dict[str, Any], raw_flag: tuple[str, str] | None
+                   ) -> tuple[float | None, str | None]:
+    """The value in the concept's canonical unit, or the reason it cannot be used."""
+    if "valueInteger" in resource:
+        value, unit, where = float(resource["valueInteger"]), None, "valueInteger"
+    elif "valueQuantity" in resource:
+        quantity = resource["valueQuantity"]
+        if quantity.get("value") is None:
+            return None, "valueQuantity.value is missing"
+        value, unit, where = float(quantity["value"]), quantity.get("code") or quantity.get("unit"), "valueQuantity"
+    elif "valueString" in resource and _GRADE.match(str(resource["valueString"])):
+        value, unit, where = float(_GRADE.match(resource["valueString"]).group(1)), None, "valueString"
+    else:
+        return None, "no numeric value (valueQuantity or valueInteger)"
+    lower, upper = spec.range
+    if unit in (None, ""):
+        if not spec.unitless:
+            return None, f"{where}: unit is missing (expected {', '.join(spec.units)})"
+    elif unit in spec.units:
+        value *= spec.units[unit]
+    elif spec.raw and unit in spec.raw.units:
+        method = {c.key() for c in codings(resource.get("method"))}
+        if raw_flag not in method:
+            return None, f"{where}: unit {unit!r} is ambiguous: a raw score must be flagged in Observation.method"
+        if not spec.raw.range[0] <= value <= spec.raw.range[1]:
+            return None, f"{where}: raw score {value:g} outside {spec.raw.range[0]:g}-{spec.raw.range[1]:g}"
+        value *= spec.raw.factor
+    else:
+        return None, f"{where}: unit {unit!r} not accepted (expected {', '.join(spec.units) or 'none'})"
+    if spec.integer and value != int(value):
+        return None, f"{where}: {value:g} is not a whole number"
+    if not lower <= value <= upper:
+        return None, f"{where}: {value:g} is outside {lower:g}-{upper:g}"
+    return value, None
+
+
+def value_issues(resource: dict[str, Any], index: ConceptIndex, where: str = "") -> list[Issue]:
+    """Strict checks beyond the FHIR schema: units, ranges, raw-score flags, a usable clinical time."""
+    kind = resource.get("resourceType")
+    base = where or f"{kind}."
+    issues: list[Issue] = []
+    if kind == "Observation":
+        if resource.get("status") in {"entered-in-error", *_EXCLUDED_OBSERVATION} or resource.get("dataAbsentReason"):
+            return []
+        for match in index.lookup_any(codings(resource.get("code"))):
+            spec = index.measures.get(match.concept)
+            if spec is None:
+                continue
+            _, problem = measured_value(spec, resource, index.raw_flags.get(match.concept))
+            if problem:
+                issues.append(Issue(base + problem.split(":")[0], f"{match.concept}: {problem}", "value"))
+        if index.lookup_any(codings(resource.get("code"))) and clinical_time(resource) is None:
+            issues.append(Issue(base + "effective[x]", "a clinical time (effective[x] or issued) is required", "required"))
+    if kind in {"Observation", "Condition", "Procedure", "DiagnosticReport", "ServiceRequest"} and subject_id(resource) is None:
+        issues.append(Issue(base + "subject", "subject must reference a Patient (Patient/{id})", "required"))
+    return issues
+
+
+def to_facts(patient_id: str, resources: Iterable[dict[str, Any]], index: ConceptIndex) -> PatientFacts:
+    """All usable facts about one patient; unusable inputs are named in `problems`."""
+    measurements: list[Measurement] = []
+    findings: list[Finding] = []
+    diagnoses: list[Diagnosis] = []
+    procedures: list[ProcedureDone] = []
+    requests: list[RequestOnFile] = []
+    withdrawn: list[Withdrawn] = []
+    problems: list[str] = []
+    birth_date = None
+    for resource in resources:
+        kind = resource.get("resourceType")
+        if kind == "Patient":
+            birth_date = parse_date(resource.get("birthDate"))
+        elif kind == "Observation":
+            _observation(resource, index, measurements, findings, withdrawn, problems)
+        elif kind == "Condition":
+            _condition(resource, index, diagnoses, withdrawn)
+        elif kind == "Procedure":
+            _procedure(resource, index, procedures, withdrawn)
+        elif kind == "DiagnosticReport":
+            _report(resource, index, procedures, diagnoses)
+        elif kind == "ServiceRequest":
+            _request(resource, index, requests)
+    return PatientFacts(patient_id, birth_date, tuple(measurements), tuple(findings), tuple(diagnoses),
+                        tuple(procedures), tuple(requests), tuple(withdrawn), tuple(problems))
+
+
+def _observation(resource: dict[str, Any], index: ConceptIndex, measurements: list[Measurement],
+                 findings: list[Finding], withdrawn: list[Withdrawn], problems: list[str]) -> None:
+    matches = index.lookup_any(codings(resource.get("code")))
+    if not matches:
+        return
+    status = resource.get("status", "unknown")
+    time = clinical_time(resource)
+    if status == "entered-in-error":
+        withdrawn.extend(Withdrawn(_ref(resource), m.concept, time) for m in matches)
+        return
+    if status in _EXCLUDED_OBSERVATION or resource.get("dataAbsentReason") or time is None:
+        return
+    side = _side(resource, index)
+    for match in matches:
+        spec = index.measures.get(match.concept)
+        if spec is not None:
+            value, problem = measured_value(spec, resource, index.raw_flags.get(match.concept))
+            if problem:
+                problems.append(f"{_ref(resource)} left out: {problem}")
+                continue
+            measurements.append(Measurement(_ref(resource), match.concept, value, time, status, side,
+                                            _site_text(resource)))
+            continue
+        present = _presence(resource, index)
+        if present is None:
+            problems.append(f"{_ref(resource)} left out: no present/absent value")
+            continue
+        findings.append(Finding(_ref(resource), match.concept, present, time, status, side))
+
+
+def _presence(resource: dict[str, Any], index: ConceptIndex) -> bool | None:
+    if isinstance(resource.get("valueBoolean"), bool):
+        return resource["valueBoolean"]
+    keys = {c.key() for c in codings(resource.get("valueCodeableConcept"))}
+    if keys & index.present:
+        return True
+    if keys & index.absent:
+        return False
+    return None
+
+
+def _condition(resource: dict[str, Any], index: ConceptIndex, diagnoses: list[Diagnosis],
+               withdrawn: list[Withdrawn]) -> None:
+    codes = codings(resource.get("code"))
+    matches = index.lookup_any(codes)
+    if not matches:
+        return
+    clinical = next((c.code for c in codings(resource.get("clinicalStatus"))), None)
+    verification = next((c.code for c in codings(resource.get("verificationStatus"))), None)
+    onset = parse_datetime(resource.get("onsetDateTime")) or parse_datetime(
+        (resource.get("onsetPeriod") or {}).get("start"))
+    recorded = parse_datetime(resource.get("recordedDate"))
+    if verification == "entered-in-error":
+        withdrawn.append(Withdrawn(_ref(resource), matches[0].concept, onset or recorded))
+        return
+    abated = _abatement(resource, recorded)
+    if abated is None and clinical in {"inactive", "resolved", "remission"}:
+        abated = recorded or onset
+    sided = next((m.side for m in matches if m.side is not Side.UNSPECIFIED), Side.UNSPECIFIED)
+    matched_codes = [c for c in codes if index.lookup(c)]
+    diagnoses.append(Diagnosis(_ref(resource), frozenset(m.concept for m in matches), matched_codes[0],
+                               onset, recorded, abated, clinical, verification,
+                               _side(resource, index, sided), _site_text(resource)))
+
+
+def _abatement(resource: dict[str, Any], recorded: datetime | None) -> datetime | None:
+    period = resource.get("abatementPeriod") or {}
+    for value in (resource.get("abatementDateTime"), period.get("end"), period.get("start")):
+        moment = parse_datetime(value)
+        if moment:
+            return moment
+    if resource.get("abatementBoolean") is True or resource.get("abatementString"):
+        return recorded
+    return None
+
+
+def _procedure(resource: dict[str, Any], index: ConceptIndex, procedures: list[ProcedureDone],
+               withdrawn: list[Withdrawn]) -> None:
+    codes = codings(resource.get("code"))
+    matches = index.lookup_any(codes)
+    status = resource.get("status", "unknown")
+    period = resource.get("performedPeriod") or {}
+    time = next((t for t in (parse_datetime(resource.get("performedDateTime")),
+                             parse_datetime(period.get("start")), parse_datetime(period.get("end"))) if t), None)
+    if not matches:
+        return
+    if status == "entered-in-error":
+        withdrawn.extend(Withdrawn(_ref(resource), m.concept, time) for m in matches)
+        return
+    if status in _EXCLUDED_PROCEDURE or time is None:
+        return
+    coding = next(c for c in codes if index.lookup(c))
+    side = _side(resource, index)
+    procedures.extend(ProcedureDone(_ref(resource), m.concept, coding, time, status, side,
+                                    _site_text(resource)) for m in matches)
+
+
+def _report(resource: dict[str, Any], index: ConceptIndex, procedures: list[ProcedureDone],
+            diagnoses: list[Diagnosis]) -> None:
+    """An imaging report: the study counts as done; its conclusion codes as confirmed diagnoses."""
+    if resource.get("status") not in _REPORT_DONE:
+        return
+    time = clinical_time(resource)
+    codes = codings(resource.get("code"))
+    matches = index.lookup_any(codes)
+    if time is None or not matches:
+        return
+    coding = next(c for c in codes if index.lookup(c))
+    procedures.extend(ProcedureDone(_ref(resource), m.concept, coding, time, "completed")
+                      for m in matches)
+    for concept in resource.get("conclusionCode", []):
+        found = [c for c in codings(concept) if index.lookup(c)]
+        if found:
+            diagnoses.append(Diagnosis(_ref(resource), frozenset(m.concept for m in index.lookup(found[0])),
+                                       found[0], time, time, None, "active", "confirmed"))
+
+
+def _request(resource: dict[str, Any], index: ConceptIndex, requests: list[RequestOnFile]) -> None:
+    codes = codings(resource.get("code"))
+    own = next((i.get("value") for i in resource.get("identifier", [])
+                if str(i.get("value", "")).startswith(OWN_KEY_PREFIX)), None)
+    if not codes:
+        return
+    matched = [c for c in codes if index.lookup(c)] or codes
+    rule = own.split(":")[4] if own and own.count(":") >= 5 else None
+    requests.append(RequestOnFile(_ref(resource), frozenset(m.concept for m in index.lookup_any(codes)),
+                                  matched[0], resource.get("status", "unknown"),
+                                  parse_datetime(resource.get("authoredOn")), resource.get("priority"),
+                                  own, rule))
