@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
+
+import orjson
 
 
 def output_id(prefix: str, key: str) -> str:
@@ -12,3 +15,9 @@ def output_id(prefix: str, key: str) -> str:
 
 def careplan_key(patient_id: str, episode_id: str) -> str:
     return f"urn:lrp:{patient_id}:{episode_id}:careplan"
+
+
+def content_id(resource: dict[str, Any]) -> str:
+    """A stable id for a resource posted without one, so re-posting it creates nothing new."""
+    body = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+    return "h" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]

@@ -1,0 +1,151 @@
+"""The resource store and its bookkeeping, all on one connection so a caller's transaction
+covers everything it does (inputs, outputs, evaluation record, outbox rows, audit)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.adapters import tables as t
+from service.fhir.time import format_instant
+
+_VOLATILE = ("meta",)
+
+
+@dataclass(frozen=True)
+class Stored:
+    resource: dict[str, Any]
+    version_id: int
+    created: bool
+    changed: bool
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal apart from server-managed metadata (versionId, lastUpdated)."""
+    strip = lambda r: {k: v for k, v in r.items() if k not in _VOLATILE} | {  # noqa: E731
+        "meta": {k: v for k, v in (r.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}}
+    return strip(a) == strip(b)
+
+
+class Store:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (postgresql.insert(table) if self.conn.dialect.name == "postgresql"
+                else sqlite.insert(table))
+
+    # --- resources -------------------------------------------------------------------------
+    async def get(self, resource_type: str, resource_id: str) -> Stored | None:
+        row = (await self.conn.execute(
+            sa.select(t.resources.c.content, t.resources.c.version_id).where(
+                t.resources.c.resource_type == resource_type, t.resources.c.id == resource_id))).first()
+        if row is None:
+            return None
+        return Stored(orjson.loads(row.content), row.version_id, created=False, changed=False)
+
+    async def put(self, resource: dict[str, Any], *, origin: str, patient_id: str | None,
+                  now: datetime) -> Stored:
+        """Create or update by (type, id). Identical content is a no-op (idempotent re-posting)."""
+        kind, rid = resource["resourceType"], resource["id"]
+        existing = await self.get(kind, rid)
+        if existing is not None and same_content(existing.resource, resource):
+            return existing
+        version = existing.version_id + 1 if existing else 1
+        meta = dict(resource.get("meta") or {})
+        meta.update(versionId=str(version), lastUpdated=format_instant(now))
+        stored = {**resource, "meta": meta}
+        values = dict(patient_id=patient_id, version_id=version, last_updated=now, origin=origin,
+                      content=_dumps(stored))
+        if existing is None:
+            await self.conn.execute(sa.insert(t.resources).values(resource_type=kind, id=rid, **values))
+        else:
+            await self.conn.execute(sa.update(t.resources).where(
+                t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))
+        return Stored(stored, version, created=existing is None, changed=True)
+
+    async def for_patient(self, patient_id: str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.resources.c.content).where(t.resources.c.patient_id == patient_id)
+        if types is not None:
+            query = query.where(t.resources.c.resource_type.in_(list(types)))
+        rows = await self.conn.execute(query.order_by(t.resources.c.resource_type, t.resources.c.id))
+        return [orjson.loads(r.content) for r in rows]
+
+    async def search(self, resource_type: str, patient_id: str | None, limit: int) -> list[dict[str, Any]]:
+        query = sa.select(t.resources.c.content).where(t.resources.c.resource_type == resource_type)
+        if patient_id is not None:
+            query = query.where(t.resources.c.patient_id == patient_id)
+        rows = await self.conn.execute(query.order_by(t.resources.c.id).limit(limit))
+        return [orjson.loads(r.content) for r in rows]
+
+    # --- idempotent receipt of webhook deliveries ------------------------------------------
+    async def first_receipt(self, source: str, resource_type: str, resource_id: str, version_id: str,
+                            now: datetime) -> bool:
+        """Record (source, type, id, versionId); False when it was received before."""
+        stmt = self._insert(t.receipts).values(source=source, resource_type=resource_type,
+                                               resource_id=resource_id, version_id=version_id,
+                                               received_at=now).on_conflict_do_nothing()
+        return (await self.conn.execute(stmt)).rowcount == 1
+
+    # --- evaluation bookkeeping ------------------------------------------------------------
+    async def mark_pending(self, patient_id: str, now: datetime) -> None:
+        stmt = self._insert(t.pending_evaluations).values(patient_id=patient_id, since=now, attempts=0)
+        await self.conn.execute(stmt.on_conflict_do_nothing())
+
+    async def clear_pending(self, patient_id: str) -> None:
+        await self.conn.execute(sa.delete(t.pending_evaluations).where(
+            t.pending_evaluations.c.patient_id == patient_id))
+
+    async def pending(self, limit: int = 50, max_attempts: int = 10) -> list[str]:
+        """Patients awaiting evaluation; one that failed `max_attempts` times stays listed for admins."""
+        rows = await self.conn.execute(sa.select(t.pending_evaluations.c.patient_id)
+                                       .where(t.pending_evaluations.c.attempts < max_attempts)
+                                       .order_by(t.pending_evaluations.c.since).limit(limit))
+        return [r.patient_id for r in rows]
+
+    async def note_failure(self, patient_id: str, error: str) -> None:
+        await self.conn.execute(sa.update(t.pending_evaluations).where(
+            t.pending_evaluations.c.patient_id == patient_id).values(
+            attempts=t.pending_evaluations.c.attempts + 1, last_error=error[:2000]))
+
+    async def record_evaluation(self, *, patient_id: str, episode_id: str | None, pathway_id: str,
+                                pathway_version: str, evaluated_at: datetime, urgency: str | None,
+                                summary: Any, changed: bool) -> None:
+        await self.conn.execute(sa.insert(t.evaluations).values(
+            patient_id=patient_id, episode_id=episode_id, pathway_id=pathway_id,
+            pathway_version=pathway_version, evaluated_at=evaluated_at, urgency=urgency,
+            summary=_dumps(summary), changed=changed))
+
+    async def evaluations_of(self, patient_id: str) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(sa.select(t.evaluations).where(
+            t.evaluations.c.patient_id == patient_id).order_by(t.evaluations.c.id))
+        return [{**r._mapping, "summary": orjson.loads(r.summary)} for r in rows]
+
+    async def audit(self, *, actor: str, action: str, patient_id: str | None, detail: Any,
+                    now: datetime) -> None:
+        await self.conn.execute(sa.insert(t.audit_log).values(
+            at=now, actor=actor, action=action, patient_id=patient_id, detail=_dumps(detail)))
+
+    # --- outbox ----------------------------------------------------------------------------
+    async def enqueue(self, *, kind: str, destination: str, dedupe_key: str, payload: Any,
+                      now: datetime) -> bool:
+        """Stage a delivery in the caller's transaction; a repeated dedupe key is ignored."""
+        stmt = self._insert(t.outbox).values(
+            kind=kind, destination=destination, dedupe_key=dedupe_key, payload=_dumps(payload),
+            status="pending", attempts=0, next_attempt_at=now, created_at=now).on_conflict_do_nothing()
+        return (await self.conn.execute(stmt)).rowcount == 1

@@ -1,0 +1,46 @@
+"""The composition root: everything the app needs, built from settings in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.adapters.database import create_engine
+from service.config import Settings
+from service.rules.registry import Pathway
+from service.service_layer.clock import Clock, fixed_clock, system_clock
+from service.service_layer.evaluate_patient import PatientEvaluator
+from service.service_layer.ingest import Ingestor
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    pathways: dict[str, Pathway]
+    clock: Clock
+    http: httpx.AsyncClient
+    evaluator: PatientEvaluator
+    ingestor: Ingestor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pathway(self) -> Pathway:
+        """The pathway every evaluation runs (one per service today)."""
+        return next(iter(self.pathways.values()))
+
+
+def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: Clock | None = None,
+                   http: httpx.AsyncClient | None = None) -> Services:
+    clock = clock or (fixed_clock(settings.fixed_now) if settings.fixed_now else system_clock)
+    engine = create_engine(settings.database_url)
+    active = list(pathways.values())
+    evaluator = PatientEvaluator(engine, active, clock)
+    return Services(
+        settings=settings, engine=engine, pathways=pathways, clock=clock,
+        http=http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
+                                       limits=httpx.Limits(max_connections=50)),
+        evaluator=evaluator, ingestor=Ingestor(engine, active, evaluator, clock))

@@ -1,0 +1,75 @@
+"""Settings, read from the environment (and validated) only when `create_app` asks for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./data/carepath.db",
+        validation_alias=AliasChoices("DATABASE_URL", "CAREPATH_DATABASE_URL"))
+    pathways_dir: Path = Path(__file__).resolve().parent.parent / "pathways"
+    api_tokens: CommaList = Field(default_factory=list)
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    fixed_now: datetime | None = None
+    base_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+
+    # Write-back to the EHR's FHIR server (issue 3)
+    fhir_server_url: str | None = Field(
+        None, validation_alias=AliasChoices("FHIR_SERVER_URL", "CAREPATH_FHIR_SERVER_URL"))
+    fhir_auth: Literal["none", "bearer", "smart"] = "none"
+    fhir_bearer_token: str | None = None
+    fhir_write_mode: Literal["conditional", "transaction"] = "conditional"
+    smart_token_url: str | None = None
+    smart_client_id: str | None = None
+    smart_private_key: str | None = None
+    smart_key_id: str | None = None
+    smart_scope: str = "system/CarePlan.cu system/ServiceRequest.cu system/Task.cu system/Provenance.c"
+    outbox_poll_seconds: float = Field(1.0, gt=0)
+    outbox_max_attempts: int = Field(12, gt=0)
+    run_worker: bool = True
+
+    # CDS Hooks (issue 4)
+    cds_allowed_issuers: CommaList = Field(default_factory=list)
+    cds_jwks_file: Path | None = None
+    cds_allowed_jku: CommaList = Field(default_factory=list)
+    cors_origins: CommaList = Field(default_factory=list)
+
+    # Webhooks (issue 5)
+    webhook_secrets: CommaList = Field(default_factory=list)
+
+    _split_lists = field_validator(
+        "api_tokens", "cds_allowed_issuers", "cds_allowed_jku", "cors_origins", "webhook_secrets",
+        mode="before")(classmethod(lambda cls, v: _split(v)))
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Accept the usual URL spellings and pick the async driver for each database."""
+        for plain, driver in (("postgres://", "postgresql+asyncpg://"),
+                              ("postgresql://", "postgresql+asyncpg://"),
+                              ("sqlite:///", "sqlite+aiosqlite:///")):
+            if value.startswith(plain):
+                return driver + value[len(plain):]
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("DATABASE_URL must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://...")
+        return value

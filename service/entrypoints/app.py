@@ -1,0 +1,60 @@
+"""`create_app(settings)`: the only place the service is assembled. Nothing happens at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from service import __version__
+from service.adapters.database import migrate
+from service.bootstrap import Services, build_services
+from service.config import Settings
+from service.entrypoints.http import install_error_handlers
+from service.entrypoints.routes import fhir
+from service.rules.loader import load_pathways
+from service.service_layer.clock import Clock
+from service.service_layer.pending import sweep_pending
+
+log = logging.getLogger("carepath")
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               http: httpx.AsyncClient | None = None) -> FastAPI:
+    """Build the app. Pathway files are validated here, so a bad file fails start-up loudly."""
+    settings = settings or Settings()
+    pathways = load_pathways(settings.pathways_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings, pathways, clock=clock, http=http)
+        await migrate(services.engine)
+        app.state.services = services
+        if not settings.api_tokens:
+            log.warning("no CAREPATH_API_TOKENS configured: every API call will be refused (401)")
+        background = [asyncio.create_task(sweep_pending(services.evaluator, services.engine))]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if http is None:
+                await services.http.aclose()
+            await services.engine.dispose()
+
+    app = FastAPI(title="Carepath", version=__version__, lifespan=lifespan,
+                  description="FHIR R4 care-pathway service for lumbar radiculopathy.")
+    install_error_handlers(app)
+    app.include_router(fhir.router)
+    return app
+
+
+def services_of(app: FastAPI) -> Services:
+    return app.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,66 @@
+"""`carepath` command line: serve, evaluate a Bundle offline, print the OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="carepath", description="Lumbar radiculopathy care-pathway service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP service (settings from the environment)")
+    evaluate = commands.add_parser("evaluate", help="evaluate a FHIR Bundle file and print the decision as JSON")
+    evaluate.add_argument("bundle", type=Path)
+    evaluate.add_argument("--at", help="evaluation time (ISO 8601); default: now")
+    evaluate.add_argument("--pathways", type=Path, help="pathway directory (default: the bundled one)")
+    commands.add_parser("openapi", help="print the OpenAPI document as YAML")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve()
+    if args.command == "evaluate":
+        return _evaluate(args.bundle, args.at, args.pathways)
+    return _openapi()
+
+
+def _serve() -> int:
+    import uvicorn
+
+    from service.config import Settings
+    from service.entrypoints.app import create_app
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def _evaluate(bundle_path: Path, at: str | None, pathways_dir: Path | None) -> int:
+    from service.config import Settings
+    from service.service_layer.offline import evaluate_bundle
+
+    directory = pathways_dir or Settings().pathways_dir
+    now = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    try:
+        result = evaluate_bundle(orjson.loads(bundle_path.read_bytes()), directory, now)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"carepath: cannot read {bundle_path}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 1 if result.get("rejected") else 0
+
+
+def _openapi() -> int:
+    from service.entrypoints.openapi import openapi_yaml
+
+    sys.stdout.write(openapi_yaml())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

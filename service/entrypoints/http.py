@@ -1,0 +1,99 @@
+"""HTTP plumbing shared by all routes: FHIR JSON responses, bounded body reading, auth, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import BodyTooLarge, CarepathError, MalformedBody, Unauthorized, UnsupportedMediaType
+from service.fhir.models import Issue
+from service.fhir.outcome import operation_outcome
+
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+class FhirResponse(Response):
+    media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in _JSON_TYPES:
+        raise UnsupportedMediaType(f"content type {content_type!r} is not supported; send {FHIR_JSON}")
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise MalformedBody("request body is empty", [Issue("$", "request body is empty", "required")])
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"malformed JSON: {exc}", [Issue("$", f"malformed JSON: {exc}", "structure")]) from exc
+
+
+def require_bearer(request: Request, tokens: list[str]) -> str:
+    """Check `Authorization: Bearer <token>` against the configured API tokens (constant time)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    digest = hashlib.sha256(token.strip().encode()).digest()
+    matched = False
+    for candidate in tokens:
+        matched |= hmac.compare_digest(digest, hashlib.sha256(candidate.encode()).digest())
+    if not tokens:
+        raise Unauthorized("no API tokens are configured on this server (CAREPATH_API_TOKENS)")
+    if not matched:
+        raise Unauthorized("invalid bearer token")
+    return "api:" + hashlib.sha256(token.strip().encode()).hexdigest()[:12]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as a FHIR OperationOutcome with a 4xx/5xx status."""
+
+    @app.exception_handler(CarepathError)
+    async def _carepath(_: Request, exc: CarepathError) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if exc.status == 401 else None
+        return FhirResponse(operation_outcome(exc.message, exc.issues, exc.code), exc.status, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        issues = [Issue(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        return FhirResponse(operation_outcome("invalid request", issues), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return FhirResponse(operation_outcome(str(exc.detail), code=code), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logging.getLogger("carepath").exception("unhandled error on %s %s", request.method, request.url.path)
+        return FhirResponse(operation_outcome("internal error; the request was logged", code="exception"), 500)

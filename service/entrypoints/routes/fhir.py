@@ -1,0 +1,133 @@
+"""The FHIR R4 API: ingest inputs, read and search outputs, $apply, metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from service import __version__
+from service.adapters.store import Store
+from service.entrypoints.deps import CallerDep, ServicesDep
+from service.entrypoints.http import FhirResponse, read_json
+from service.errors import InvalidResource, MalformedBody, NotFound
+from service.fhir.bundles import bundle_entries, searchset, transaction_response
+from service.fhir.capability import capability_statement
+from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue
+from service.fhir.plandefinition import plan_definition
+from service.fhir.time import format_instant
+from service.service_layer.apply import apply_pathway
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"])
+_JSON_BODY = {"requestBody": {"required": True, "content": {
+    "application/fhir+json": {"schema": {"type": "object", "additionalProperties": True}}}}}
+_SEARCHABLE = INPUT_TYPES | OUTPUT_TYPES
+
+
+@router.get("/metadata", response_class=FhirResponse)
+async def metadata(request: Request, services: ServicesDep) -> Any:
+    """The CapabilityStatement (public, as FHIR clients expect)."""
+    base = services.settings.base_url or str(request.base_url).rstrip("/")
+    return capability_statement(__version__, f"{base}/fhir", format_instant(services.clock()))
+
+
+@router.get("/PlanDefinition/{pathway_id}", response_class=FhirResponse)
+async def read_plan_definition(pathway_id: str, services: ServicesDep, _: CallerDep) -> Any:
+    """The pathway exported as a FHIR PlanDefinition."""
+    pathway = services.pathways.get(pathway_id)
+    if pathway is None:
+        raise NotFound(f"PlanDefinition/{pathway_id} is not known")
+    return plan_definition(pathway.definition)
+
+
+@router.post("/PlanDefinition/{pathway_id}/$apply", response_class=FhirResponse, openapi_extra={
+    "requestBody": {"required": False, "content": {"application/fhir+json": {"schema": {"type": "object"}}}}})
+async def apply(pathway_id: str, request: Request, services: ServicesDep, _: CallerDep,
+                subject: str | None = Query(None, description="Patient/{id}")) -> Any:
+    """PlanDefinition/$apply: the CarePlan for a patient's stored data, requests contained; stores nothing."""
+    pathway = services.pathways.get(pathway_id)
+    if pathway is None:
+        raise NotFound(f"PlanDefinition/{pathway_id} is not known")
+    if subject is None and int(request.headers.get("content-length") or 0) > 0:
+        subject = _subject_parameter(await read_json(request, services.settings.max_body_bytes))
+    if not subject or not subject.startswith("Patient/") or len(subject) <= len("Patient/"):
+        raise InvalidResource("subject must be given as Patient/{id}",
+                              [Issue("subject", "subject must be Patient/{id}", "required")], status=400)
+    return await apply_pathway(services, pathway, subject.split("/", 1)[1])
+
+
+def _subject_parameter(body: Any) -> str | None:
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise InvalidResource("$apply takes a Parameters resource or ?subject=",
+                              [Issue("resourceType", "expected Parameters", "structure")], status=400)
+    return next((p.get("valueString") or (p.get("valueReference") or {}).get("reference")
+                 for p in body.get("parameter", []) if p.get("name") == "subject"), None)
+
+
+@router.post("", response_class=FhirResponse, openapi_extra=_JSON_BODY)
+async def post_bundle(request: Request, services: ServicesDep, caller: CallerDep) -> Any:
+    """Ingest a batch, transaction or collection Bundle; the patients' pathways are re-evaluated."""
+    body = await read_json(request, services.settings.max_body_bytes)
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise InvalidResource("POST /fhir takes a Bundle",
+                              [Issue("resourceType", "expected Bundle", "structure")], status=400)
+    bundle_type, entries = bundle_entries(body)
+    ingest = services.ingestor
+    problems = {i: ingest.problems(e.resource, f"Bundle.entry[{i}].resource.") for i, e in enumerate(entries)}
+    if bundle_type != "batch" and any(problems.values()):
+        issues = [issue for found in problems.values() for issue in found]
+        raise InvalidResource(f"{len([p for p in problems.values() if p])} invalid entr(y/ies); "
+                              "nothing was stored", issues)
+    good = [e.resource for i, e in enumerate(entries) if not problems[i]]
+    accepted, _ = await ingest.store_and_evaluate(good, actor=caller)
+    return transaction_response(bundle_type, entries, problems, iter(accepted))
+
+
+@router.post("/{resource_type}", response_class=FhirResponse, status_code=201, openapi_extra=_JSON_BODY)
+async def create(resource_type: str, request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+    """Ingest one Observation, Condition, Procedure (or DiagnosticReport, ServiceRequest, Patient)."""
+    if resource_type not in INPUT_TYPES:
+        raise NotFound(f"{resource_type} cannot be created here; accepted: {', '.join(sorted(INPUT_TYPES))}")
+    resource = await read_json(request, services.settings.max_body_bytes)
+    if not isinstance(resource, dict):
+        raise MalformedBody("the body must be a JSON object", [Issue("$", "expected an object", "structure")])
+    if resource.get("resourceType") != resource_type:
+        raise InvalidResource(f"resourceType {resource.get('resourceType')!r} does not match the URL ({resource_type})",
+                              [Issue("resourceType", f"expected {resource_type}", "invalid")], status=400)
+    services.ingestor.check(resource)
+    [accepted], _ = await services.ingestor.store_and_evaluate([resource], actor=caller)
+    return FhirResponse(accepted.resource, status_code=201 if accepted.created else 200,
+                        headers={"Location": f"{_base(request, services)}/fhir/{accepted.location}",
+                                 "ETag": accepted.etag})
+
+
+@router.get("/{resource_type}", response_class=FhirResponse)
+async def search(resource_type: str, request: Request, services: ServicesDep, _: CallerDep,
+                 subject: str | None = None, patient: str | None = None,
+                 count: int = Query(100, alias="_count", ge=1, le=1000)) -> Any:
+    """Search by subject/patient (e.g. CarePlan?subject=Patient/123); returns a searchset Bundle."""
+    if resource_type not in _SEARCHABLE:
+        raise NotFound(f"{resource_type} is not searchable here")
+    reference = subject or patient
+    patient_id = reference.split("/", 1)[1] if reference and reference.startswith("Patient/") else reference
+    async with services.engine.connect() as conn:
+        found = await Store(conn).search(resource_type, patient_id, count)
+    return searchset(found, f"{_base(request, services)}/fhir")
+
+
+@router.get("/{resource_type}/{resource_id}", response_class=FhirResponse)
+async def read(resource_type: str, resource_id: str, request: Request, services: ServicesDep,
+               _: CallerDep) -> Response:
+    """Read one resource; ETag carries its version."""
+    async with services.engine.connect() as conn:
+        stored = await Store(conn).get(resource_type, resource_id)
+    if stored is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if request.headers.get("if-none-match") == stored.etag:
+        return Response(status_code=304, headers={"ETag": stored.etag})
+    return FhirResponse(stored.resource, headers={"ETag": stored.etag})
+
+
+def _base(request: Request, services: ServicesDep) -> str:
+    return services.settings.base_url or str(request.base_url).rstrip("/")

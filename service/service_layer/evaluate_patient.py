@@ -1,0 +1,144 @@
+"""EvaluatePatient: load everything on file -> decide -> persist outputs, outbox, evaluation, audit.
+
+One transaction per patient, serialised per patient, so concurrent ingests cannot interleave two
+revisions of the same CarePlan. Earlier outputs are inputs too: the planner needs them to keep
+escalations and to never duplicate a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.adapters.database import lock_patient
+from service.adapters.store import Stored, Store
+from service.fhir.denormalize import Outputs
+from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES
+from service.rules.registry import Pathway
+from service.service_layer.clock import Clock
+from service.service_layer.decide import Decision, decide
+
+_CLOSED_TASK = {"cancelled", "completed", "failed", "entered-in-error", "rejected"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """An output resource that was created or revised by this evaluation."""
+
+    resource: dict[str, Any]
+    version_id: int
+    created: bool
+
+
+@dataclass
+class PatientEvaluated:
+    patient_id: str
+    decisions: list[Decision]
+    changes: list[Change] = field(default_factory=list)
+
+
+class ChangeListener(Protocol):
+    """Stages follow-up work (write-back, webhook events) inside the evaluation's transaction."""
+
+    async def __call__(self, store: Store, event: PatientEvaluated, now: datetime) -> None: ...
+
+
+class PatientEvaluator:
+    def __init__(self, engine: AsyncEngine, pathways: Sequence[Pathway], clock: Clock,
+                 listeners: Sequence[ChangeListener] = ()) -> None:
+        self.engine = engine
+        self.pathways = list(pathways)
+        self.clock = clock
+        self.listeners: list[ChangeListener] = list(listeners)
+
+    async def evaluate(self, patient_id: str, *, actor: str = "carepath") -> PatientEvaluated:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            store = Store(conn)
+            await lock_patient(conn, patient_id)
+            on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
+            event = PatientEvaluated(patient_id, [])
+            for pathway in self.pathways:
+                decision = decide(pathway, patient_id, _relevant(on_file), now)
+                event.decisions.append(decision)
+                event.changes += await _persist(store, decision.outputs, on_file, patient_id, now)
+                await _record(store, decision, bool(event.changes), actor, now)
+            for listener in self.listeners:
+                await listener(store, event, now)
+            await store.clear_pending(patient_id)
+        return event
+
+
+def _relevant(on_file: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Inputs, plus our own earlier ServiceRequests (Tasks and CarePlans are not evidence)."""
+    return [r for r in on_file if r["resourceType"] in INPUT_TYPES]
+
+
+async def _persist(store: Store, outputs: Outputs, on_file: list[dict[str, Any]], patient_id: str,
+                   now: datetime) -> list[Change]:
+    changes: list[Change] = []
+    previous = {(r["resourceType"], r["id"]): r for r in on_file}
+    produced = {(r["resourceType"], r["id"]) for r in outputs.resources()}
+
+    async def put(resource: dict[str, Any]) -> None:
+        stored: Stored = await store.put(resource, origin="output", patient_id=patient_id, now=now)
+        if stored.changed:
+            changes.append(Change(stored.resource, stored.version_id, stored.created))
+
+    for resource in outputs.resources():
+        await put(_carry_over(resource, previous.get((resource["resourceType"], resource["id"]))))
+    for sr_id in outputs.withdrawn_ids:
+        prior = previous.get(("ServiceRequest", sr_id))
+        if prior and prior.get("status") != "revoked":
+            await put({**prior, "status": "revoked", "note": [*prior.get("note", []), {
+                "text": "Withdrawn automatically: routine proposal no longer supported by the evidence"}]})
+    for (kind, rid), prior in previous.items():
+        if kind == "Task" and (kind, rid) not in produced and prior.get("status") not in _CLOSED_TASK \
+                and _ours(prior):
+            await put({**prior, "status": "cancelled",
+                       "statusReason": {"text": "no longer needed on re-evaluation"}})
+    return changes
+
+
+def _ours(resource: dict[str, Any]) -> bool:
+    return any(str(i.get("value", "")).startswith("urn:lrp:") for i in resource.get("identifier", []))
+
+
+def _carry_over(resource: dict[str, Any], prior: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep the first authoredOn/created so a re-evaluation with the same outcome changes nothing."""
+    if prior is None:
+        return resource
+    carried = dict(resource)
+    for stamp in ("authoredOn", "created"):
+        if stamp in prior and stamp in carried:
+            carried[stamp] = prior[stamp]
+    return carried
+
+
+async def _record(store: Store, decision: Decision, changed: bool, actor: str, now: datetime) -> None:
+    e = decision.evaluation
+    summary = {
+        "episode": {"id": e.episode.id, "onset": e.episode.onset.isoformat()} if e.episode else None,
+        "urgency": e.plan.urgency.priority if e.plan.urgency else None,
+        "results": [{"rule": r.rule_id, "outcome": r.outcome.value, "reason": r.reason,
+                     "priority": r.urgency.priority if r.urgency else None,
+                     "evidence": [{"ref": ev.ref, "what": ev.what,
+                                   "value": ev.value, "time": ev.time.isoformat() if ev.time else None}
+                                  for ev in r.evidence]} for r in e.results],
+        "requests": [{"key": r.key, "output": r.output, "priority": r.urgency.priority, "status": r.status}
+                     for r in e.plan.requests],
+        "tasks": [t.task for t in e.plan.tasks],
+        "problems": list(e.problems),
+    }
+    await store.record_evaluation(
+        patient_id=e.patient_id, episode_id=e.episode.id if e.episode else None,
+        pathway_id=e.pathway_id, pathway_version=e.pathway_version, evaluated_at=e.evaluated_at,
+        urgency=summary["urgency"], summary=summary, changed=changed)
+    await store.audit(actor=actor, action="evaluate", patient_id=e.patient_id, now=now, detail={
+        "pathway": f"{e.pathway_id}|{e.pathway_version}", "urgency": summary["urgency"],
+        "met": [r.rule_id for r in e.results if r.met], "changed": changed})
+

@@ -1,0 +1,54 @@
+"""Evaluate a Bundle without a server or database (`carepath evaluate`, replay, golden tests)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from service.fhir.bundles import bundle_entries
+from service.fhir.models import INPUT_TYPES, validate_resource
+from service.fhir.normalize import subject_id, value_issues
+from service.rules.loader import load_pathways
+from service.rules.registry import Pathway
+from service.service_layer.decide import decide
+
+
+def evaluate_resources(pathway: Pathway, resources: list[dict[str, Any]], now: datetime
+                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per patient: the decision summary and its outputs. Invalid inputs are reported, not used."""
+    usable, rejected = [], []
+    for resource in resources:
+        issues = validate_resource(resource) or value_issues(resource, pathway.concepts)
+        if resource.get("resourceType") not in INPUT_TYPES:
+            continue
+        if issues:
+            rejected.append({"resource": f"{resource.get('resourceType')}/{resource.get('id')}",
+                             "issues": [{"expression": i.expression, "message": i.message} for i in issues]})
+        else:
+            usable.append(resource)
+    patients = dict.fromkeys(p for r in usable if (p := subject_id(r)))
+    decisions = []
+    for patient in patients:
+        mine = [r for r in usable if subject_id(r) == patient]
+        decision = decide(pathway, patient, mine, now)
+        e = decision.evaluation
+        decisions.append({
+            "patient": patient,
+            "pathway": f"{e.pathway_id}|{e.pathway_version}",
+            "evaluatedAt": e.evaluated_at.isoformat(),
+            "episode": {"id": e.episode.id, "onset": e.episode.onset.isoformat()} if e.episode else None,
+            "urgency": e.plan.urgency.priority if e.plan.urgency else None,
+            "rules": [{"rule": r.rule_id, "outcome": r.outcome.value, "reason": r.reason,
+                       "priority": r.urgency.priority if r.urgency else None,
+                       "evidence": [ev.ref for ev in r.evidence]} for r in e.results],
+            "outputs": decision.outputs.resources(),
+            "problems": list(e.problems),
+        })
+    return {"decisions": decisions, "rejected": rejected}, usable
+
+
+def evaluate_bundle(bundle: dict[str, Any], pathways_dir: Path, now: datetime) -> dict[str, Any]:
+    pathway = next(iter(load_pathways(pathways_dir).values()))
+    _, entries = bundle_entries(bundle)
+    return evaluate_resources(pathway, [e.resource for e in entries], now)[0]
