@@ -699,9 +699,9 @@ def scenario_14() -> Scenario:
         *_failed_then_mri(s, "1983-05-28", "female", 60),
         nrs(s, 60, 8), odi(s, 60, 50), *motor_exam(s, 60), *red_flag_screen(s, 60),
     ]]
-    # Extension of the `expect` request shape: some bodySite coding is the laterality, and some
-    # bodySite text is the spinal level.
-    left_l5s1 = {"laterality": {"system": SNOMED, "code": "7771000"}, "level": "L5/S1"}
+    # Extension of the `expect` request shape: the request's bodySite entries must include this
+    # laterality coding, and one of them must carry this level as text.
+    left_l5s1 = {"bodySite": {"system": SNOMED, "code": "7771000", "text": "L5/S1"}}
     s.expect = expect(
         requests=[want("pain-mgmt", "routine"), want("esi-tf", "routine", **left_l5s1),
                   want("spine", "routine")],
