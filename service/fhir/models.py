@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from fhir.resources import R4B
 from pydantic import ValidationError
 
 INPUT_TYPES = frozenset({"Observation", "Condition", "Procedure", "DiagnosticReport", "ServiceRequest",
@@ -25,7 +26,7 @@ class Issue:
 
 @cache
 def model_class(resource_type: str) -> Any:
-    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+    module = importlib.import_module(f"{R4B.__name__}.{resource_type.lower()}")
     return getattr(module, resource_type)
 
 

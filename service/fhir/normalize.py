@@ -34,6 +34,20 @@ OWN_KEY_PREFIX = "urn:lrp:"
 _EXCLUDED_OBSERVATION = {"registered", "cancelled"}
 _EXCLUDED_PROCEDURE = {"not-done", "preparation"}
 _REPORT_DONE = {"final", "amended", "corrected", "appended"}
+# Required bindings that the R4B models do not enforce (they type these as plain `code`).
+_REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "Observation": {"status": frozenset({"registered", "preliminary", "final", "amended", "corrected",
+                                         "cancelled", "entered-in-error", "unknown"})},
+    "Procedure": {"status": frozenset({"preparation", "in-progress", "not-done", "on-hold", "stopped",
+                                       "completed", "entered-in-error", "unknown"})},
+    "DiagnosticReport": {"status": frozenset({"registered", "partial", "preliminary", "final", "amended",
+                                              "corrected", "appended", "cancelled", "entered-in-error",
+                                              "unknown"})},
+    "ServiceRequest": {"status": frozenset({"draft", "active", "on-hold", "revoked", "completed",
+                                            "entered-in-error", "unknown"}),
+                       "intent": frozenset({"proposal", "plan", "directive", "order", "original-order",
+                                            "reflex-order", "filler-order", "instance-order", "option"})},
+}
 _GRADE = re.compile(r"^\s*([0-5])\s*[+-]?\s*$")
 
 
@@ -126,7 +140,13 @@ def value_issues(resource: dict[str, Any], index: ConceptIndex, where: str = "")
     """Strict checks beyond the FHIR schema: units, ranges, raw-score flags, a usable clinical time."""
     kind = resource.get("resourceType")
     base = where or f"{kind}."
-    issues: list[Issue] = []
+    issues: list[Issue] = [
+        Issue(base + element, f"{element} {resource.get(element)!r} is not a valid code; expected one of "
+              f"{', '.join(sorted(allowed))}", "code-invalid")
+        for element, allowed in _REQUIRED_CODES.get(str(kind), {}).items()
+        if element in resource and resource[element] not in allowed]
+    if issues:
+        return issues
     if kind == "Observation":
         if resource.get("status") in {"entered-in-error", *_EXCLUDED_OBSERVATION} or resource.get("dataAbsentReason"):
             return []

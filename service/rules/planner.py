@@ -51,13 +51,16 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
             urgency = action.urgency or result.urgency or _urgency(branch.urgency or rule.urgency)
             for name in branch.requests:
                 template = definition.requests[name]
-                target = definition.coding(template.codes[0]).code
+                target_system, target = definition.coding(template.codes[0]).key()
                 proposed = ProposedRequest(
                     key=request_key(facts.patient_id, episode_id, rule.id, target), output=name,
                     rule_id=rule.id, urgency=urgency, status=branch.status,
                     reasons=result.evidence, note=action.note or template.note,
                     side=action.side, site=action.site)
-                requests[name] = _merge(requests.get(name), proposed)
+                # The same order from two rules (e.g. MRI 30679-5 from R1 and R3) is one request.
+                owner = next((n for n, r in requests.items()
+                              if _target(definition, r.output) == (target_system, target)), name)
+                requests[owner] = _merge(requests.get(owner), proposed)
             for name in branch.tasks:
                 key = f"urn:lrp:{facts.patient_id}:{episode_id}:task:{name}"
                 tasks.setdefault(name, ProposedTask(key, name, rule.id, definition.tasks[name].description,
@@ -65,7 +68,11 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
             for name in branch.activities:
                 status, reason = ("stopped", "ineffective") if name == "esi-stopped" else ("not-started", None)
                 activities.setdefault(name, Activity(name, rule.id, status, reason))
-    met = [r.urgency for r in results if r.met and r.urgency is not None]
+    # An escalation kept open from an earlier evaluation still counts: the pathway stays urgent.
+    proposed = {r.key for r in requests.values()}
+    still_open = [_urgency(p.priority) for p in facts.requests
+                  if p.key and p.key not in proposed and _kept_open(p)]
+    met = [r.urgency for r in results if r.met and r.urgency is not None] + still_open
     episode_urgency = max(met) if met else None
     notes: list[str] = []
     if episode_urgency is not None and episode_urgency >= Urgency.URGENT:
@@ -95,6 +102,10 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
                 notes=tuple(notes), flags=flags,
                 retained=tuple(r.key for r in retained if r.key),
                 withdrawn=tuple(r.key for r in withdrawn if r.key))
+
+
+def _target(definition: PathwayDefinition, output: str) -> tuple[str, str]:
+    return definition.coding(definition.requests[output].codes[0]).key()
 
 
 def _urgency(priority: str | None) -> Urgency:
@@ -130,11 +141,17 @@ def _reconcile(facts: PatientFacts, requests: dict[str, ProposedRequest]
     for prior in facts.requests:
         if prior.key is None or prior.key in proposed or prior.status in _CLOSED:
             continue
-        if prior.status == "active" or prior.priority in {"stat", "asap", "urgent"}:
+        if _kept_open(prior):
             retained.append(prior)
         else:
             withdrawn.append(prior)
     return retained, withdrawn
+
+
+def _kept_open(prior: RequestOnFile) -> bool:
+    """Emergency/urgent or active requests are never withdrawn automatically (spec §2)."""
+    return prior.status not in _CLOSED and (
+        prior.status == "active" or prior.priority in {"stat", "asap", "urgent"})
 
 
 def _keep_prior_floor(request: ProposedRequest, facts: PatientFacts) -> ProposedRequest:

@@ -93,8 +93,8 @@ async def create(resource_type: str, request: Request, services: ServicesDep, ca
     if not isinstance(resource, dict):
         raise MalformedBody("the body must be a JSON object", [Issue("$", "expected an object", "structure")])
     if resource.get("resourceType") != resource_type:
-        raise InvalidResource(f"resourceType {resource.get('resourceType')!r} does not match the URL ({resource_type})",
-                              [Issue("resourceType", f"expected {resource_type}", "invalid")], status=400)
+        message = f"resourceType {resource.get('resourceType')!r} does not match the URL ({resource_type})"
+        raise InvalidResource(message, [Issue("resourceType", message, "invalid")], status=400)
     services.ingestor.check(resource)
     [accepted], _ = await services.ingestor.store_and_evaluate([resource], actor=caller)
     return FhirResponse(accepted.resource, status_code=201 if accepted.created else 200,

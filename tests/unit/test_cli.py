@@ -1,0 +1,39 @@
+"""`carepath evaluate BUNDLE.json` decides without a server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import FIXTURES
+
+
+def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "service.entrypoints.cli", "evaluate", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_evaluate_prints_the_decision_and_outputs() -> None:
+    result = _evaluate(str(FIXTURES / "03-urinary-retention" / "step-1.bundle.json"), "--at", "2026-03-02T09:00:00Z")
+    assert result.returncode == 0, result.stderr
+    [decision] = json.loads(result.stdout)["decisions"]
+    assert decision["urgency"] == "stat"
+    assert {r["rule"]: r["outcome"] for r in decision["rules"]}["R1"] == "met"
+    kinds = sorted(r["resourceType"] for r in decision["outputs"])
+    assert kinds == ["CarePlan", "ServiceRequest", "ServiceRequest"]
+
+
+def test_evaluate_reports_rejected_inputs_and_exits_nonzero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    odi = json.loads((FIXTURES / "20-odi-raw-score" / "rejected.odi-unflagged.json").read_text())
+    bundle = tmp_path / "b.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": odi}]}))
+    result = _evaluate(str(bundle))
+    assert result.returncode == 1
+    [rejected] = json.loads(result.stdout)["rejected"]
+    assert "unit is missing" in rejected["issues"][0]["message"]
+
+
+def test_evaluate_names_an_unreadable_file() -> None:
+    result = _evaluate("/nonexistent/bundle.json")
+    assert result.returncode == 2 and "cannot read" in result.stderr
