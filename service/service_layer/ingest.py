@@ -6,6 +6,7 @@ commit, so a crash or a rule bug between the two loses nothing: the pending swee
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from service.fhir.normalize import subject_id, value_issues
 from service.rules.registry import Pathway
 from service.service_layer.clock import Clock
 from service.service_layer.evaluate_patient import PatientEvaluated, PatientEvaluator
+
+log = logging.getLogger("carepath.ingest")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,16 @@ class Ingestor:
 
     async def store_and_evaluate(self, resources: Iterable[dict[str, Any]], *, actor: str
                                  ) -> tuple[list[Accepted], list[PatientEvaluated]]:
+        """Store, then evaluate. The input is already durable: if evaluation fails, the patient stays
+        pending (with the error recorded) for the background sweep, and the caller still gets 2xx."""
         accepted = await self.store(resources, actor=actor)
         patients = dict.fromkeys(p for a in accepted if a.changed and (p := subject_id(a.resource)))
-        return accepted, [await self.evaluator.evaluate(p, actor=actor) for p in patients]
+        evaluated = []
+        for patient in patients:
+            try:
+                evaluated.append(await self.evaluator.evaluate(patient, actor=actor))
+            except Exception as exc:  # noqa: BLE001  (stored input must not be reported as lost)
+                log.exception("evaluation deferred after a failure; the patient stays pending")
+                async with self.engine.begin() as conn:
+                    await Store(conn).note_failure(patient, f"{type(exc).__name__}: {exc}")
+        return accepted, evaluated

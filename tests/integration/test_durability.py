@@ -1,0 +1,57 @@
+"""Accepted input is durable before the response, and evaluation failures lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from service.adapters.store import Store
+from service.entrypoints.app import services_of
+from service.service_layer.pending import evaluate_pending
+from tests.api.test_fhir_api import condition, observation
+from tests.conftest import make_settings
+
+
+class FailingOnce:
+    """A change listener that breaks the first evaluation (as a bug or outage would)."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    async def __call__(self, store: Store, event: Any, now: Any) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("write-back staging failed")
+
+
+async def test_a_failed_evaluation_keeps_the_input_and_retries_it(client_for, sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    client = await client_for(make_settings(sqlite_url))
+    services = services_of(client.app)
+    services.evaluator.listeners.append(FailingOnce())
+    response = await client.post("/fhir/Condition", json=condition())
+    assert response.status_code == 201
+    assert (await client.get("/fhir/Condition/dx-1")).status_code == 200
+    assert (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()["total"] == 0
+    async with services.engine.connect() as conn:
+        assert await Store(conn).pending() == ["p1"]
+    assert await evaluate_pending(services.evaluator, services.engine) == 1
+    assert (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()["total"] == 1
+    async with services.engine.connect() as conn:
+        assert await Store(conn).pending() == []
+
+
+@pytest.mark.postgres
+async def test_concurrent_posts_for_one_patient_give_one_consistent_care_plan(client_for, postgres_url) -> None:  # type: ignore[no-untyped-def]
+    client = await client_for(make_settings(postgres_url))
+    scores = [{**observation("72514-3", valueInteger=v), "id": f"nrs-{i}",
+               "effectiveDateTime": f"2026-02-{10 + i:02d}T09:00:00Z"} for i, v in enumerate([8, 7, 7, 6, 8, 7])]
+    results = await asyncio.gather(client.post("/fhir/Condition", json=condition()),
+                                   *(client.post("/fhir/Observation", json=s) for s in scores))
+    assert {r.status_code for r in results} == {201}
+    plans = (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()
+    assert plans["total"] == 1
+    requests = (await client.get("/fhir/ServiceRequest", params={"subject": "Patient/p1"})).json()
+    keys = [e["resource"]["identifier"][0]["value"] for e in requests["entry"]]
+    assert len(keys) == len(set(keys)) == 1
