@@ -16,9 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.adapters import tables as t
 from service.fhir.time import format_instant
 
-_VOLATILE = ("meta",)
-
-
 @dataclass(frozen=True)
 class Stored:
     resource: dict[str, Any]
@@ -35,11 +32,14 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _without_bookkeeping(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    return {**{k: v for k, v in resource.items() if k != "meta"}, "meta": meta}
+
+
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Equal apart from server-managed metadata (versionId, lastUpdated)."""
-    strip = lambda r: {k: v for k, v in r.items() if k not in _VOLATILE} | {  # noqa: E731
-        "meta": {k: v for k, v in (r.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}}
-    return strip(a) == strip(b)
+    return _without_bookkeeping(a) == _without_bookkeeping(b)
 
 
 class Store:
