@@ -19,11 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--at", help="evaluation time (ISO 8601); default: now")
     evaluate.add_argument("--pathways", type=Path, help="pathway directory (default: the bundled one)")
     commands.add_parser("openapi", help="print the OpenAPI document as YAML")
+    replay = commands.add_parser("replay", help="evaluate Bundles or NDJSON offline; print a summary")
+    replay.add_argument("source", type=Path, help="a Bundle/NDJSON file or a directory of them")
+    replay.add_argument("--at", help="evaluation time (ISO 8601); default: now")
+    replay.add_argument("--pathways", type=Path, help="pathway directory (default: bundled)")
+    replay.add_argument("--output", type=Path, help="also write each patient's decision as NDJSON")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve()
     if args.command == "evaluate":
         return _evaluate(args.bundle, args.at, args.pathways)
+    if args.command == "replay":
+        return _replay(args.source, args.at, args.pathways, args.output)
     return _openapi()
 
 
@@ -53,6 +60,15 @@ def _evaluate(bundle_path: Path, at: str | None, pathways_dir: Path | None) -> i
         return 2
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 1 if result.get("rejected") else 0
+
+
+def _replay(source: Path, at: str | None, pathways_dir: Path | None, output: Path | None) -> int:
+    from service.config import Settings
+    from service.service_layer.replay import run
+
+    now = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(UTC)
+    return run(source, pathways_dir or Settings().pathways_dir,
+               now if now.tzinfo else now.replace(tzinfo=UTC), output)
 
 
 def _openapi() -> int:
