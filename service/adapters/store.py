@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.adapters import tables as t
 from service.fhir.time import format_instant
 
+
 @dataclass(frozen=True)
 class Stored:
     resource: dict[str, Any]

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     MET = "met"
     NOT_MET = "not-met"
     INDETERMINATE = "indeterminate"

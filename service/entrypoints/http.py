@@ -13,7 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import BodyTooLarge, CarepathError, MalformedBody, Unauthorized, UnsupportedMediaType
+from service.errors import (
+    BodyTooLarge,
+    CarepathError,
+    MalformedBody,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from service.fhir.models import Issue
 from service.fhir.outcome import operation_outcome
 

@@ -7,7 +7,6 @@ makes a prefix match (`icd10#C*` = any ICD-10-CM C code).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from service.rules.definition import PathwayDefinition
 from service.rules import checks as _checks  # noqa: F401  (registers the checks)
+from service.rules.definition import PathwayDefinition
 from service.rules.registry import CHECKS, Pathway
 
 

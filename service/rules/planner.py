@@ -82,7 +82,7 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
         if routine:
             notes.append(f"routine proposals suppressed while the {episode_urgency.priority} "
                          f"pathway is open: {', '.join(routine)}")
-    for name, request in list(requests.items()):
+    for name in list(requests):
         on_file = _equivalent_on_file(definition, name, facts, now)
         if on_file:
             del requests[name]

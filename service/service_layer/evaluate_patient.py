@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters.database import lock_patient
-from service.adapters.store import Stored, Store
+from service.adapters.store import Store, Stored
 from service.fhir.denormalize import Outputs
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES
 from service.rules.registry import Pathway
