@@ -17,6 +17,9 @@ from service.bootstrap import Services, build_services
 from service.config import Settings
 from service.entrypoints.http import install_error_handlers
 from service.entrypoints.routes import fhir
+from service.observability import routes as observability
+from service.observability.metrics import Metrics
+from service.observability.middleware import RequestContext
 from service.rules.loader import load_pathways
 from service.service_layer.clock import Clock
 from service.service_layer.pending import sweep_pending
@@ -29,10 +32,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     """Build the app. Pathway files are validated here, so a bad file fails start-up loudly."""
     settings = settings or Settings()
     pathways = load_pathways(settings.pathways_dir)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, pathways, clock=clock, http=http)
+        services.evaluator.listeners.append(metrics.on_evaluated)
         await migrate(services.engine)
         app.state.services = services
         if not settings.api_tokens:
@@ -52,7 +57,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app = FastAPI(title="Carepath", version=__version__, lifespan=lifespan,
                   description="FHIR R4 care-pathway service for lumbar radiculopathy.")
     install_error_handlers(app)
+    app.state.metrics = metrics
+    app.add_middleware(RequestContext, metrics=metrics)
     app.include_router(fhir.router)
+    app.include_router(observability.router)
     return app
 
 

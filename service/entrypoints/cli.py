@@ -40,8 +40,12 @@ def _serve() -> int:
     from service.config import Settings
     from service.entrypoints.app import create_app
 
+    from service.observability.logs import configure_logging
+
     settings = Settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower(), log_config=None)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Operating the service: structured JSON logs with request ids, and Prometheus metrics."""

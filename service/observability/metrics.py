@@ -1,0 +1,64 @@
+"""Prometheus metrics, on a registry created per app (never at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.adapters import tables
+from service.adapters.store import Store
+from service.observability.logs import logger, phi_safe
+from service.service_layer.evaluate_patient import PatientEvaluated
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("carepath_http_requests", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("carepath_http_request_seconds", "HTTP request latency", ["route"],
+                                 registry=self.registry)
+        self.evaluations = Counter("carepath_rule_evaluations", "Rule results by outcome",
+                                   ["pathway", "rule", "outcome"], registry=self.registry)
+        self.patients = Counter("carepath_patient_evaluations", "Patient evaluations by urgency",
+                                ["urgency"], registry=self.registry)
+        self.outbox = OutboxCollector()
+        self.registry.register(self.outbox)
+
+    async def on_evaluated(self, _: Store, event: PatientEvaluated, now: datetime) -> None:
+        """PatientEvaluator listener: count outcomes and log the decision without PHI."""
+        for decision in event.decisions:
+            e = decision.evaluation
+            pathway = f"{e.pathway_id}|{e.pathway_version}"
+            for result in e.results:
+                self.evaluations.labels(pathway, result.rule_id, result.outcome.value).inc()
+            urgency = e.plan.urgency.priority if e.plan.urgency else "none"
+            self.patients.labels(urgency).inc()
+            logger().info("evaluated", patient=phi_safe(event.patient_id), pathway=pathway,
+                          urgency=urgency, met=[r.rule_id for r in e.results if r.met],
+                          changes=len(event.changes))
+
+    async def refresh(self, engine: AsyncEngine) -> None:
+        """Read the outbox counts just before a scrape (prometheus collectors cannot await)."""
+        query = sa.select(tables.outbox.c.status, sa.func.count()).group_by(tables.outbox.c.status)
+        async with engine.connect() as conn:
+            self.outbox.counts = {row[0]: row[1] for row in await conn.execute(query)}
+
+
+class OutboxCollector(Collector):
+    def __init__(self) -> None:
+        self.counts: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("carepath_outbox_depth", "Outbox messages not yet delivered",
+                                value=self.counts.get("pending", 0))
+        yield GaugeMetricFamily("carepath_outbox_delivery_failures",
+                                "Outbox messages that exhausted their delivery attempts",
+                                value=self.counts.get("failed", 0))
