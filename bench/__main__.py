@@ -24,6 +24,7 @@ from rich.table import Table
 
 from bench import data
 from bench.harness import median, percentile, running_app, seed, timings
+from service.observability.logs import configure_logging
 
 APPLY = "/fhir/PlanDefinition/lumbar-radiculopathy/$apply"
 Row = tuple[str, str, str, str]
@@ -148,6 +149,7 @@ async def run() -> list[Row]:
 
 
 def main() -> None:
+    configure_logging("WARNING")
     console = Console(width=max(Console().width, 110))
     console.print(f"[bold]Carepath benchmark[/] (SQLite, in-process ASGI, {os.cpu_count()} CPUs)")
     rows = asyncio.run(run())

@@ -16,7 +16,7 @@ from service.adapters.database import migrate
 from service.bootstrap import Services, build_services
 from service.config import Settings
 from service.entrypoints.http import install_error_handlers
-from service.entrypoints.routes import fhir
+from service.entrypoints.routes import fhir, timeline
 from service.observability import routes as observability
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.add_middleware(RequestContext, metrics=metrics)
     app.include_router(fhir.router)
     app.include_router(observability.router)
+    app.include_router(timeline.router)
     return app
 
 
