@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from service import __version__
 from service.adapters.database import migrate
 from service.bootstrap import Services, build_services
+from service.cds.cors import CdsCors
 from service.config import Settings
 from service.entrypoints.http import install_error_handlers
-from service.entrypoints.routes import fhir, timeline
+from service.entrypoints.routes import cds_hooks, fhir, timeline
 from service.observability import routes as observability
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
@@ -59,7 +60,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     install_error_handlers(app)
     app.state.metrics = metrics
     app.add_middleware(RequestContext, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(CdsCors, origins=settings.cors_origins)
     app.include_router(fhir.router)
+    app.include_router(cds_hooks.router)
     app.include_router(observability.router)
     app.include_router(timeline.router)
     return app

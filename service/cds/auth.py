@@ -1,0 +1,126 @@
+"""Verify the EHR's CDS Hooks JWT: allow-listed `iss`, keys from a configured JWKS file or an
+allow-listed `jku`, `aud` = the exact URL called, `exp`/`iat`, single-use `jti`. Only asymmetric
+algorithms (ES384/RS384 recommended by the spec); `none` and HMAC are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.adapters.tables import jwt_replay
+from service.errors import Unauthorized
+
+ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "ES512", "RS256", "RS512", "PS384", "PS256", "PS512"})
+_JKU_TTL = 300.0
+_LEEWAY = 30
+
+
+class JwtVerifier:
+    """One per app; caches JWKS documents fetched from allow-listed `jku` URLs for five minutes."""
+
+    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, *, issuers: list[str],
+                 jwks_file: Path | None, allowed_jku: list[str]) -> None:
+        self.engine = engine
+        self.http = http
+        self.issuers = set(issuers)
+        self.jwks_file = jwks_file
+        self.allowed_jku = set(allowed_jku)
+        self._jku_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._file_cache: tuple[float, dict[str, Any]] | None = None
+
+    async def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """The verified claims, or Unauthorized naming what is wrong."""
+        if not self.issuers:
+            raise Unauthorized("no CDS Hooks issuers are configured (CAREPATH_CDS_ALLOWED_ISSUERS)")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer JWT (Authorization: Bearer <JWT>)")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"malformed JWT: {exc}") from exc
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise Unauthorized(f"JWT algorithm {alg!r} is not accepted (use ES384 or RS384)")
+        if header.get("typ", "JWT").upper() != "JWT":
+            raise Unauthorized("JWT header typ must be JWT")
+        kid = header.get("kid")
+        if not kid:
+            raise Unauthorized("JWT header kid is required")
+        issuer = unverified.get("iss")
+        if issuer not in self.issuers:
+            raise Unauthorized(f"JWT issuer {issuer!r} is not allowed")
+        key = await self._key(header.get("jku"), kid, alg)
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=issuer,
+                                leeway=_LEEWAY, options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+        except jwt.InvalidAudienceError as exc:
+            raise Unauthorized(f"JWT aud must be the URL called ({audience})") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"JWT rejected: {exc}") from exc
+        await self._single_use(issuer, str(claims["jti"]), int(claims["exp"]))
+        return claims
+
+    async def _key(self, jku: str | None, kid: str, alg: str) -> Any:
+        if jku is not None:
+            if jku not in self.allowed_jku:
+                raise Unauthorized(f"JWT jku {jku!r} is not allowed")
+            jwks = await self._fetch_jwks(jku)
+        elif self.jwks_file is not None:
+            jwks = self._read_jwks_file(self.jwks_file)
+        else:
+            raise Unauthorized("no JWKS for this issuer: configure CAREPATH_CDS_JWKS_FILE or send jku")
+        for candidate in jwks.get("keys") or []:
+            if isinstance(candidate, dict) and candidate.get("kid") == kid:
+                try:
+                    return jwt.PyJWK(candidate, algorithm=alg).key
+                except jwt.PyJWTError as exc:
+                    raise Unauthorized(f"JWKS key {kid!r} does not fit {alg}: {exc}") from exc
+        raise Unauthorized(f"no key {kid!r} in the issuer's JWKS")
+
+    async def _fetch_jwks(self, url: str) -> dict[str, Any]:
+        cached = self._jku_cache.get(url)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            response = await self.http.get(url, timeout=5.0)
+            response.raise_for_status()
+            jwks = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise Unauthorized(f"could not fetch the JWKS at {url}: {exc.__class__.__name__}") from exc
+        if not isinstance(jwks, dict):
+            raise Unauthorized(f"the JWKS at {url} is not a JSON object")
+        self._jku_cache[url] = (time.monotonic() + _JKU_TTL, jwks)
+        return jwks
+
+    def _read_jwks_file(self, path: Path) -> dict[str, Any]:
+        mtime = path.stat().st_mtime
+        if self._file_cache is None or self._file_cache[0] != mtime:
+            self._file_cache = (mtime, json.loads(path.read_text()))
+        return self._file_cache[1]
+
+    async def _single_use(self, issuer: str, jti: str, exp: int) -> None:
+        """Record the jti; a second use within its lifetime is a replay (expired rows are purged)."""
+        now = datetime.now(UTC)
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        digest = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(jwt_replay).where(jwt_replay.c.expires_at < now))
+            result = await conn.execute(insert(jwt_replay).values(
+                jti=digest, issuer=issuer[:500],
+                expires_at=datetime.fromtimestamp(exp + _LEEWAY, UTC)).on_conflict_do_nothing())
+        if not result.rowcount:
+            raise Unauthorized("JWT replayed (jti already used)")
