@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     smart_scope: str = "system/CarePlan.cu system/ServiceRequest.cu system/Task.cu system/Provenance.c"
     outbox_poll_seconds: float = Field(1.0, gt=0)
     outbox_max_attempts: int = Field(12, gt=0)
+    outbox_backoff_seconds: float = Field(1.0, gt=0)
+    outbox_lease_seconds: float = Field(60.0, gt=0)
     run_worker: bool = True
 
     # CDS Hooks (issue 4)

@@ -17,13 +17,15 @@ from service.bootstrap import Services, build_services
 from service.cds.cors import CdsCors
 from service.config import Settings
 from service.entrypoints.http import install_error_handlers
-from service.entrypoints.routes import cds_hooks, fhir, timeline
+from service.entrypoints.routes import admin, cds_hooks, fhir, health, timeline
+from service.entrypoints.worker import build_worker
 from service.observability import routes as observability
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
 from service.rules.loader import load_pathways
 from service.service_layer.clock import Clock
 from service.service_layer.pending import sweep_pending
+from service.service_layer.writeback import WritebackStager
 
 log = logging.getLogger("carepath")
 
@@ -44,6 +46,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         if not settings.api_tokens:
             log.warning("no CAREPATH_API_TOKENS configured: every API call will be refused (401)")
         background = [asyncio.create_task(sweep_pending(services.evaluator, services.engine))]
+        if settings.fhir_server_url:
+            services.evaluator.listeners.append(WritebackStager(settings.fhir_server_url))
+            if settings.run_worker:
+                worker = build_worker(services.engine, settings, services.http)
+                background.append(asyncio.create_task(worker.run()))
         try:
             yield
         finally:
@@ -64,6 +71,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         app.add_middleware(CdsCors, origins=settings.cors_origins)
     app.include_router(fhir.router)
     app.include_router(cds_hooks.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
     app.include_router(observability.router)
     app.include_router(timeline.router)
     return app

@@ -1,0 +1,176 @@
+"""The outbox queue: claim due rows under a lease, then settle them (fenced by the lease holder).
+
+PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so replicas never take the same row; SQLite's
+BEGIN IMMEDIATE (see database.create_engine) already serialises the claim. Either way the claim
+writes `locked_by`/`locked_until`, so a worker killed mid-delivery only delays its rows until the
+lease runs out, after which another worker takes them over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.adapters import tables as t
+
+o = t.outbox
+STATUSES = ("pending", "delivered", "failed", "superseded")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands DateTime columns back naive: they are UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    kind: str
+    destination: str
+    dedupe_key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def claim(
+    engine: AsyncEngine, *, kind: str, worker: str, now: datetime, lease: float, limit: int = 20
+) -> list[OutboxItem]:
+    """Take up to `limit` due rows for `lease` seconds; returns them with their payloads."""
+    due = (
+        sa.select(o.c.id)
+        .where(
+            o.c.kind == kind,
+            o.c.status == "pending",
+            o.c.next_attempt_at <= now,
+            sa.or_(o.c.locked_until.is_(None), o.c.locked_until < now),
+        )
+        .order_by(o.c.next_attempt_at, o.c.id)
+        .limit(limit)
+    )
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = [r.id for r in await conn.execute(due)]
+        if not ids:
+            return []
+        await conn.execute(
+            sa.update(o)
+            .where(o.c.id.in_(ids))
+            .values(locked_by=worker, locked_until=now + timedelta(seconds=lease))
+        )
+        rows = await conn.execute(sa.select(o).where(o.c.id.in_(ids)).order_by(o.c.id))
+        return [
+            OutboxItem(
+                r.id, r.kind, r.destination, r.dedupe_key, orjson.loads(r.payload), r.attempts
+            )
+            for r in rows
+        ]
+
+
+async def _settle(engine: AsyncEngine, item_id: int, worker: str, **values: Any) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(o)
+            .where(o.c.id == item_id, o.c.locked_by == worker, o.c.status == "pending")
+            .values(locked_by=None, locked_until=None, **values)
+        )
+        return result.rowcount == 1
+
+
+async def delivered(
+    engine: AsyncEngine, item_id: int, worker: str, now: datetime, status: int | None
+) -> bool:
+    return await _settle(
+        engine,
+        item_id,
+        worker,
+        status="delivered",
+        delivered_at=now,
+        attempts=o.c.attempts + 1,
+        last_status=status,
+        last_error=None,
+    )
+
+
+async def retry_later(
+    engine: AsyncEngine, item_id: int, worker: str, at: datetime, status: int | None, error: str
+) -> bool:
+    return await _settle(
+        engine,
+        item_id,
+        worker,
+        next_attempt_at=at,
+        attempts=o.c.attempts + 1,
+        last_status=status,
+        last_error=error[:2000],
+    )
+
+
+async def failed(
+    engine: AsyncEngine, item_id: int, worker: str, status: int | None, error: str
+) -> bool:
+    return await _settle(
+        engine,
+        item_id,
+        worker,
+        status="failed",
+        attempts=o.c.attempts + 1,
+        last_status=status,
+        last_error=error[:2000],
+    )
+
+
+async def requeue(engine: AsyncEngine, item_id: int, now: datetime) -> bool:
+    """Admin retry: a failed row becomes pending again, due now, with its attempt count reset."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(o)
+            .where(o.c.id == item_id, o.c.status == "failed")
+            .values(
+                status="pending", next_attempt_at=now, attempts=0, locked_by=None, locked_until=None
+            )
+        )
+        return result.rowcount == 1
+
+
+async def summary(
+    engine: AsyncEngine, *, kind: str | None = None, status: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """Counts per status and the most recent items (payloads left out)."""
+    where = [o.c.kind == kind] if kind else []
+    async with engine.connect() as conn:
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in await conn.execute(
+            sa.select(o.c.status, sa.func.count()).where(*where).group_by(o.c.status)
+        ):
+            counts[row[0]] = row[1]
+        query = sa.select(o).where(*where, *([o.c.status == status] if status else []))
+        rows = await conn.execute(query.order_by(o.c.id.desc()).limit(limit))
+        items = [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "destination": r.destination,
+                "key": r.dedupe_key,
+                "status": r.status,
+                "attempts": r.attempts,
+                "lastStatus": r.last_status,
+                "lastError": r.last_error,
+                "nextAttemptAt": _iso(r.next_attempt_at),
+                "lockedBy": r.locked_by,
+                "createdAt": _iso(r.created_at),
+                "deliveredAt": _iso(r.delivered_at),
+            }
+            for r in rows
+        ]
+    return {"counts": counts, "items": items}
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = utc(value)
+    return value.isoformat() if value else None

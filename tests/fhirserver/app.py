@@ -1,0 +1,194 @@
+"""A small but faithful FHIR R4 test server (in memory) that can be told to misbehave.
+
+Interactions: read, search by identifier, create with `If-None-Exist` (0 matches: 201 + Location +
+ETag; 1: 200 with the match; more: 412), update with `If-Match` (412 on a stale ETag; update-as-
+create allowed), transaction Bundles (all or nothing), `/metadata`. Versions are `W/"n"`; errors are
+OperationOutcomes. `POST /_control` injects faults: `failRatio` (share of calls answered with
+`failStatus`), `failAfterWrite` (the write happens, then the answer is lost as an error), `statuses`
+(a queue of statuses for the next calls), `retryAfter`, `stallSeconds`, `seed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+def outcome(status: int, text: str, code: str = "processing") -> JSONResponse:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }
+    return JSONResponse(body, status_code=status, media_type="application/fhir+json")
+
+
+class FhirTestServer:
+    def __init__(self) -> None:
+        self.history: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.control: dict[str, Any] = {}
+        self.statuses: list[int] = []
+        self.calls: dict[str, int] = {}
+        self.random = random.Random(0)
+        self.next_id = 0
+
+    def current(self, kind: str) -> list[dict[str, Any]]:
+        return [h[-1] for (k, _), h in self.history.items() if k == kind]
+
+    def matches(self, kind: str, query: str) -> list[dict[str, Any]]:
+        params = parse_qsl(query, keep_blank_values=True)
+        found = []
+        for resource in self.current(kind):
+            ok = True
+            for name, value in params:
+                if name == "identifier":
+                    system, _, val = value.rpartition("|")
+                    ok &= any(
+                        i.get("value") == val and (not system or i.get("system") == system)
+                        for i in resource.get("identifier", [])
+                    )
+                elif name == "target":
+                    ok &= any(t.get("reference") == value for t in resource.get("target", []))
+                else:
+                    ok = False
+            if ok:
+                found.append(resource)
+        return found
+
+    def write(self, kind: str, rid: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        if rid is None:
+            self.next_id += 1
+            rid = f"srv{self.next_id}"
+        versions = self.history.setdefault((kind, rid), [])
+        stored = copy.deepcopy(body)
+        stored["id"] = rid
+        stored["meta"] = {
+            **(body.get("meta") or {}),
+            "versionId": str(len(versions) + 1),
+            "lastUpdated": "2026-03-02T09:00:00Z",
+        }
+        versions.append(stored)
+        return stored
+
+
+def reply(resource: dict[str, Any], status: int, base: str) -> JSONResponse:
+    version = resource["meta"]["versionId"]
+    headers = {"ETag": f'W/"{version}"'}
+    if status == 201:
+        headers["Location"] = (
+            f"{base}/{resource['resourceType']}/{resource['id']}/_history/{version}"
+        )
+    return JSONResponse(
+        resource, status_code=status, headers=headers, media_type="application/fhir+json"
+    )
+
+
+def create_fhir_test_server() -> FastAPI:
+    app = FastAPI()
+    state = FhirTestServer()
+    app.state.fhir = state
+
+    @app.post("/_control")
+    async def set_control(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        state.statuses = list(body.pop("statuses", []))
+        state.control = body
+        if "seed" in body:
+            state.random.seed(body["seed"])
+        return {"ok": True}
+
+    @app.get("/_control/state")
+    async def get_state() -> dict[str, Any]:
+        return {
+            "calls": state.calls,
+            "resources": {f"{k}/{i}": h for (k, i), h in state.history.items()},
+        }
+
+    @app.middleware("http")
+    async def faults(request: Request, call_next: Any) -> Any:
+        if request.url.path.startswith("/_control"):
+            return await call_next(request)
+        key = f"{request.method} {request.url.path.split('/')[1] or 'transaction'}"
+        state.calls[key] = state.calls.get(key, 0) + 1
+        c = state.control
+        if c.get("stallSeconds"):
+            await asyncio.sleep(float(c["stallSeconds"]))
+        headers = {"Retry-After": str(c["retryAfter"])} if "retryAfter" in c else {}
+        if state.statuses:
+            status = state.statuses.pop(0)
+            if status >= 400:
+                response = outcome(status, f"injected {status}")
+                response.headers.update(headers)
+                return response
+        failing = state.random.random() < float(c.get("failRatio", 0))
+        if failing and not c.get("failAfterWrite"):
+            response = outcome(int(c.get("failStatus", 503)), "injected failure", "transient")
+            response.headers.update(headers)
+            return response
+        response = await call_next(request)
+        if failing:  # the write happened, but the client never learns it did
+            return outcome(
+                int(c.get("failStatus", 503)), "injected failure after write", "transient"
+            )
+        return response
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        return {
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "date": "2026-03-02",
+        }
+
+    @app.get("/{kind}/{rid}")
+    async def read(kind: str, rid: str) -> Any:
+        versions = state.history.get((kind, rid))
+        if not versions:
+            return outcome(404, f"{kind}/{rid} not found", "not-found")
+        return reply(versions[-1], 200, "")
+
+    @app.get("/{kind}")
+    async def search(kind: str, request: Request) -> Any:
+        found = state.matches(kind, request.url.query)
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [{"resource": r} for r in found],
+        }
+
+    @app.post("/{kind}")
+    async def create(kind: str, request: Request) -> Any:
+        body = await request.json()
+        if body.get("resourceType") != kind:
+            return outcome(400, "resourceType does not match the URL", "invalid")
+        base = str(request.base_url).rstrip("/")
+        condition = request.headers.get("If-None-Exist")
+        if condition:
+            found = state.matches(kind, condition)
+            if len(found) > 1:
+                return outcome(412, "If-None-Exist matched more than one resource", "duplicate")
+            if found:
+                return reply(found[0], 200, base)
+        return reply(state.write(kind, None, body), 201, base)
+
+    @app.put("/{kind}/{rid}")
+    async def update(kind: str, rid: str, request: Request) -> Any:
+        body = await request.json()
+        if body.get("resourceType") != kind or body.get("id") != rid:
+            return outcome(400, "resourceType/id do not match the URL", "invalid")
+        versions = state.history.get((kind, rid))
+        expected = request.headers.get("If-Match")
+        if expected and (not versions or expected != f'W/"{versions[-1]["meta"]["versionId"]}"'):
+            return outcome(412, f"If-Match {expected} is not the current version", "conflict")
+        return reply(state.write(kind, rid, body), 200 if versions else 201, "")
+
+    return app

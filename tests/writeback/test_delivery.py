@@ -1,0 +1,141 @@
+"""Write-back to a FHIR server on loopback: exactly once, through failures, visible to operators."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from service.adapters import tables as t
+from service.entrypoints.worker import build_worker
+from tests.conftest import make_settings
+from tests.writeback.support import (
+    assert_each_arrived_once,
+    drain,
+    expected_outputs,
+    make_outputs,
+    outbox_counts,
+)
+
+
+def _settings(url: str, peer_url: str, **extra: object):  # type: ignore[no-untyped-def]
+    return make_settings(url, fhir_server_url=peer_url, outbox_backoff_seconds=0.01, **extra)
+
+
+def _worker(client):  # type: ignore[no-untyped-def]
+    services = client.app.state.services
+    return build_worker(services.engine, services.settings, services.http)
+
+
+async def test_outputs_arrive_once_with_provenance_and_server_ids(
+    client_for, sqlite_url, fhir_peer
+):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url))
+    await make_outputs(client, 3)
+    engine = client.app.state.services.engine
+    assert (await outbox_counts(engine))["pending"] >= 3
+    await drain([_worker(client)], engine)
+    state = fhir_peer.state()
+    expected = await expected_outputs(engine)
+    assert_each_arrived_once(state, expected)
+    async with engine.connect() as conn:
+        ids = {
+            (r.resource_type, r.resource_id): r.remote_id
+            for r in await conn.execute(sa.select(t.remote_ids))
+        }
+    assert set(ids) == set(expected)
+    assert all(f"{k}/{rid}" in state["resources"] for (k, _), rid in ids.items())
+    provenance = next(h[-1] for k, h in state["resources"].items() if k.startswith("Provenance/"))
+    assert provenance["contained"][0]["resourceType"] == "Device"
+    assert provenance["policy"][0].startswith("urn:carepath:pathway:lumbar-radiculopathy|")
+
+
+async def test_a_revision_updates_the_same_server_resource(client_for, sqlite_url, fhir_peer):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url))
+    await make_outputs(client, 1)
+    engine = client.app.state.services.engine
+    await drain([_worker(client)], engine)
+    saddle = {
+        "resourceType": "Observation",
+        "id": "wb-saddle",
+        "status": "final",
+        "subject": {"reference": "Patient/wb-0"},
+        "effectiveDateTime": "2026-03-01T09:00:00Z",
+        "code": {
+            "coding": [{"system": "http://example.org/CodeSystem/lrp-exam", "code": "LRP-SADDLE"}]
+        },
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://snomed.info/sct", "code": "52101004"}]
+        },
+    }
+    await client.post("/fhir/Observation", json=saddle)
+    await drain([_worker(client)], engine)
+    state = fhir_peer.state()
+    assert_each_arrived_once(state, await expected_outputs(engine))
+    plans = [h for k, h in state["resources"].items() if k.startswith("CarePlan/")]
+    assert len(plans) == 1 and plans[0][-1]["meta"]["versionId"] == "2"
+    assert any(k.startswith("ServiceRequest/") for k in state["resources"])
+
+
+async def test_half_the_calls_failing_still_delivers_each_once(client_for, sqlite_url, fhir_peer):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url, outbox_max_attempts=50))
+    fhir_peer.control(failRatio=0.5, failAfterWrite=True, seed=7)
+    await make_outputs(client, 6)
+    engine = client.app.state.services.engine
+    await drain([_worker(client), _worker(client)], engine)
+    fhir_peer.control()
+    assert_each_arrived_once(fhir_peer.state(), await expected_outputs(engine))
+    counts = await outbox_counts(engine)
+    assert counts.get("failed", 0) == 0 and counts.get("delivered", 0) > 0
+
+
+async def test_a_4xx_is_a_visible_permanent_failure_an_admin_can_retry(
+    client_for, sqlite_url, fhir_peer
+):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url))
+    fhir_peer.control(statuses=[400])
+    await make_outputs(client, 1)
+    engine = client.app.state.services.engine
+    await drain([_worker(client)], engine)
+    listing = (await client.get("/admin/outbox", params={"status": "failed"})).json()
+    assert listing["counts"]["failed"] == 1
+    failed = listing["items"][0]
+    assert failed["lastStatus"] == 400 and "injected 400" in failed["lastError"]
+    retried = await client.post(f"/admin/outbox/{failed['id']}/retry")
+    assert retried.status_code == 200
+    assert (await client.post(f"/admin/outbox/{failed['id']}/retry")).status_code == 404
+    await drain([_worker(client)], engine)
+    assert (await client.get("/admin/outbox")).json()["counts"]["failed"] == 0
+    assert_each_arrived_once(fhir_peer.state(), await expected_outputs(engine))
+
+
+async def test_retry_after_on_429_is_honoured(client_for, sqlite_url, fhir_peer):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url))
+    fhir_peer.control(statuses=[429], retryAfter=3600)
+    await make_outputs(client, 1)
+    worker = _worker(client)
+    await worker.run_once()
+    items = (await client.get("/admin/outbox", params={"status": "pending"})).json()["items"]
+    waiting = [i for i in items if i["lastStatus"] == 429]
+    assert len(waiting) == 1 and waiting[0]["attempts"] == 1
+    assert waiting[0]["nextAttemptAt"] > "2026-11"  # an hour from the real clock, not now
+    from datetime import UTC, datetime, timedelta
+
+    due = datetime.fromisoformat(waiting[0]["nextAttemptAt"])
+    assert due >= datetime.now(UTC) + timedelta(minutes=59)
+
+
+async def test_admin_outbox_needs_the_bearer_token(client_for, sqlite_url, fhir_peer):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url))
+    response = await client.get("/admin/outbox", headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_health_and_ready_report_database_and_fhir_server(client_for, sqlite_url, fhir_peer):
+    client = await client_for(_settings(sqlite_url, fhir_peer.url))
+    assert (await client.get("/health", headers={})).json() == {"status": "ok"}
+    ready = await client.get("/ready", headers={"Authorization": ""})
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "fhirServer": "ok"}
+    down = await client_for(_settings(sqlite_url, "http://127.0.0.1:9/fhir"))
+    ready = await down.get("/ready")
+    assert ready.status_code == 503 and ready.json()["checks"]["fhirServer"] == "unreachable"
