@@ -36,6 +36,8 @@ class FhirTestServer:
         self.calls: dict[str, int] = {}
         self.random = random.Random(0)
         self.next_id = 0
+        self.tokens: list[str] = []
+        self.assertions: list[dict[str, Any]] = []
 
     def current(self, kind: str) -> list[dict[str, Any]]:
         return [h[-1] for (k, _), h in self.history.items() if k == kind]
@@ -106,13 +108,20 @@ def create_fhir_test_server() -> FastAPI:
     async def get_state() -> dict[str, Any]:
         return {
             "calls": state.calls,
+            "tokens": state.tokens,
+            "assertions": state.assertions,
             "resources": {f"{k}/{i}": h for (k, i), h in state.history.items()},
         }
 
     @app.middleware("http")
     async def faults(request: Request, call_next: Any) -> Any:
-        if request.url.path.startswith("/_control"):
+        if request.url.path.startswith(("/_control", "/auth/")):
             return await call_next(request)
+        if (
+            state.control.get("requireToken")
+            and request.headers.get("Authorization", "").removeprefix("Bearer ") not in state.tokens
+        ):
+            return outcome(401, "a valid bearer token is required", "login")
         key = f"{request.method} {request.url.path.split('/')[1] or 'transaction'}"
         state.calls[key] = state.calls.get(key, 0) + 1
         c = state.control
@@ -136,6 +145,33 @@ def create_fhir_test_server() -> FastAPI:
                 int(c.get("failStatus", 503)), "injected failure after write", "transient"
             )
         return response
+
+    @app.post("/auth/token")
+    async def token(request: Request) -> Any:
+        """SMART Backend Services token endpoint: checks the signed client assertion."""
+        import jwt  # the test server only: verify RS384/ES384 assertions with the client's key
+
+        form = dict(parse_qsl((await request.body()).decode()))
+        key = state.control.get("clientPublicKey")
+        try:
+            claims = jwt.decode(
+                form.get("client_assertion", ""),
+                key,
+                algorithms=["RS384", "ES384"],
+                audience=str(request.url),
+            )
+        except jwt.PyJWTError as exc:
+            return JSONResponse({"error": "invalid_client", "error_description": str(exc)}, 401)
+        if form.get("grant_type") != "client_credentials" or claims["iss"] != claims["sub"]:
+            return JSONResponse({"error": "invalid_grant"}, 400)
+        state.tokens.append(f"tok-{len(state.tokens) + 1}")
+        state.assertions.append(jwt.get_unverified_header(form["client_assertion"]))
+        return {
+            "access_token": state.tokens[-1],
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "scope": form.get("scope", ""),
+        }
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
