@@ -108,7 +108,10 @@ def build_worker(
 ) -> Worker:
     from service.adapters.smart_auth import token_source
 
-    assert settings.fhir_server_url, "write-back needs FHIR_SERVER_URL"
+    if not settings.fhir_server_url:
+        raise ValueError("write-back needs FHIR_SERVER_URL")
+    if settings.fhir_write_mode != "conditional":
+        raise ValueError("CAREPATH_FHIR_WRITE_MODE=transaction is not implemented: use conditional")
     server = HttpxFhirServer(settings.fhir_server_url, http, token_source(settings, http))
     return Worker(engine, server, settings, clock)
 

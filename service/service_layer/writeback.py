@@ -19,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import __version__
+from service.adapters import remote_ids
 from service.adapters import tables as t
 from service.adapters.fhir_client import DeliveryError, FhirReply, HttpxFhirServer
 from service.adapters.outbox import OutboxItem
 from service.adapters.store import Store
-from service.fhir.time import format_instant
+from service.fhir.provenance import provenance
 from service.service_layer.evaluate_patient import PatientEvaluated
 
 WRITTEN_TYPES = ("CarePlan", "ServiceRequest")
@@ -165,100 +165,22 @@ class Deliverer:
         raise DeliveryError(f"{kind}/{remote_id} kept changing under us", status=412)
 
     async def _known(self, kind: str, rid: str) -> tuple[str, str | None, int] | None:
-        r = t.remote_ids
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(r).where(
-                        r.c.server == self.server.base_url,
-                        r.c.resource_type == kind,
-                        r.c.resource_id == rid,
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        return (
-            row.remote_id,
-            f'W/"{row.remote_version}"' if row.remote_version else None,
-            row.local_version,
-        )
+        found = await remote_ids.known(self.engine, self.server.base_url, kind, rid)
+        return (found.remote_id, found.etag, found.local_version) if found else None
 
     async def _record(
         self, kind: str, rid: str, remote_id: str, etag: str | None, version: int
     ) -> None:
-        r = t.remote_ids
-        values = {
-            "remote_id": remote_id,
-            "remote_version": _version_of(etag),
-            "local_version": version,
-            "updated_at": self.clock(),
-        }
-        async with self.engine.begin() as conn:
-            done = await conn.execute(
-                sa.update(r)
-                .where(
-                    r.c.server == self.server.base_url,
-                    r.c.resource_type == kind,
-                    r.c.resource_id == rid,
-                    r.c.local_version <= version,
-                )
-                .values(**values)
-            )
-            exists = await conn.execute(
-                sa.select(r.c.remote_id).where(
-                    r.c.server == self.server.base_url,
-                    r.c.resource_type == kind,
-                    r.c.resource_id == rid,
-                )
-            )
-            if done.rowcount == 0 and exists.first() is None:
-                await conn.execute(
-                    sa.insert(r).values(
-                        server=self.server.base_url, resource_type=kind, resource_id=rid, **values
-                    )
-                )
+        await remote_ids.record(self.engine, self.server.base_url, kind, rid, remote_id=remote_id,
+                                remote_version=_version_of(etag), local_version=version,
+                                now=self.clock())
 
     async def _provenance(
         self, kind: str, remote_id: str, etag: str | None, item: OutboxItem, created: bool
     ) -> None:
         target = f"{kind}/{remote_id}" + (f"/_history/{_version_of(etag)}" if etag else "")
-        provenance = {
-            "resourceType": "Provenance",
-            "contained": [
-                {
-                    "resourceType": "Device",
-                    "id": "carepath",
-                    "deviceName": [{"name": "Carepath", "type": "manufacturer-name"}],
-                    "version": [{"value": __version__}],
-                }
-            ],
-            "target": [{"reference": target}],
-            "recorded": format_instant(self.clock()),
-            "policy": [f"urn:carepath:pathway:{p}" for p in item.payload.get("pathway", [])],
-            "activity": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                        "code": "CREATE" if created else "UPDATE",
-                    }
-                ]
-            },
-            "agent": [
-                {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                "code": "assembler",
-                            }
-                        ]
-                    },
-                    "who": {"reference": "#carepath", "display": "Carepath"},
-                }
-            ],
-        }
-        await self.server.conditional_create(provenance, f"target={target}")
+        body = provenance(target, item.payload.get("pathway", []), created, self.clock())
+        await self.server.conditional_create(body, f"target={target}")
 
 
 def local_identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
