@@ -139,3 +139,17 @@ async def test_health_and_ready_report_database_and_fhir_server(client_for, sqli
     down = await client_for(_settings(sqlite_url, "http://127.0.0.1:9/fhir"))
     ready = await down.get("/ready")
     assert ready.status_code == 503 and ready.json()["checks"]["fhirServer"] == "unreachable"
+
+
+async def test_the_app_runs_the_worker_itself_when_configured(client_for, sqlite_url, fhir_peer):
+    import asyncio
+    import time
+
+    settings = _settings(sqlite_url, fhir_peer.url, run_worker=True, outbox_poll_seconds=0.05)
+    client = await client_for(settings)
+    await make_outputs(client, 2)
+    engine = client.app.state.services.engine
+    deadline = time.monotonic() + 30
+    while (await outbox_counts(engine)).get("pending") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert_each_arrived_once(fhir_peer.state(), await expected_outputs(engine))
