@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.adapters import tables as t
 
@@ -33,16 +33,28 @@ async def known(engine: AsyncEngine, server: str, kind: str, rid: str) -> Remote
     return RemoteId(row.remote_id, etag, row.local_version)
 
 
-async def record(engine: AsyncEngine, server: str, kind: str, rid: str, *, remote_id: str,
+async def known_many(engine: AsyncEngine, server: str,
+                     keys: list[tuple[str, str]]) -> dict[tuple[str, str], RemoteId]:
+    """What we know for several resources at once (one query per claimed batch)."""
+    if not keys:
+        return {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(r).where(
+            r.c.server == server, sa.tuple_(r.c.resource_type, r.c.resource_id).in_(keys)))
+        return {(row.resource_type, row.resource_id): RemoteId(
+            row.remote_id, f'W/"{row.remote_version}"' if row.remote_version else None,
+            row.local_version) for row in rows}
+
+
+async def record(conn: AsyncConnection, server: str, kind: str, rid: str, *, remote_id: str,
                  remote_version: str | None, local_version: int, now: datetime) -> None:
     """Remember the server's id and version; an older local version never overwrites a newer."""
     values = {"remote_id": remote_id, "remote_version": remote_version,
               "local_version": local_version, "updated_at": now}
-    async with engine.begin() as conn:
-        done = await conn.execute(sa.update(r).where(
-            *_key(server, kind, rid), r.c.local_version <= local_version).values(**values))
-        query = sa.select(r.c.remote_id).where(*_key(server, kind, rid))
-        exists = (await conn.execute(query)).first()
-        if done.rowcount == 0 and exists is None:
-            await conn.execute(sa.insert(r).values(server=server, resource_type=kind,
-                                                   resource_id=rid, **values))
+    done = await conn.execute(sa.update(r).where(
+        *_key(server, kind, rid), r.c.local_version <= local_version).values(**values))
+    query = sa.select(r.c.remote_id).where(*_key(server, kind, rid))
+    exists = (await conn.execute(query)).first()
+    if done.rowcount == 0 and exists is None:
+        await conn.execute(sa.insert(r).values(server=server, resource_type=kind,
+                                               resource_id=rid, **values))

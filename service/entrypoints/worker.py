@@ -18,7 +18,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters import outbox
+from service.adapters import outbox, remote_ids
 from service.adapters.fhir_client import DeliveryError, HttpxFhirServer
 from service.config import Settings
 from service.service_layer.clock import Clock, system_clock
@@ -63,12 +63,16 @@ class Worker:
             lease=self.settings.outbox_lease_seconds,
             limit=limit,
         )
-        await asyncio.gather(*(self._one(item) for item in items))
+        keys = [(i.payload["resource"]["resourceType"], i.payload["resource"]["id"]) for i in items]
+        known = await remote_ids.known_many(self.engine, self.deliver.server.base_url, keys)
+        await asyncio.gather(
+            *(self._one(item, known.get(key)) for item, key in zip(items, keys, strict=True))
+        )
         return len(items)
 
-    async def _one(self, item: outbox.OutboxItem) -> None:
+    async def _one(self, item: outbox.OutboxItem, known: remote_ids.RemoteId | None) -> None:
         try:
-            status = await self.deliver(item)
+            status = await self.deliver(item, known)
         except DeliveryError as exc:
             await self._failed(item, exc)
         except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)

@@ -109,25 +109,23 @@ class Deliverer:
         self.server = server
         self.clock = clock
 
-    async def __call__(self, item: OutboxItem) -> int:
+    async def __call__(self, item: OutboxItem, known: remote_ids.RemoteId | None) -> int:
         local: dict[str, Any] = item.payload["resource"]
         version: int = item.payload["version"]
         kind, rid = local["resourceType"], local["id"]
+        meta = {k: v for k, v in (local.get("meta") or {}).items()
+                if k not in ("versionId", "lastUpdated")}
         body = {k: v for k, v in local.items() if k not in ("id", "meta")}
-        body["meta"] = {
-            **{
-                k: v
-                for k, v in (local.get("meta") or {}).items()
-                if k not in ("versionId", "lastUpdated")
-            },
-            "source": f"{MARK}{kind}/{rid}/_history/{version}",
-        }
-        known = await self._known(kind, rid)
-        if known and known[2] >= version:
-            remote_id, etag, status = known[0], known[1], 200
-        else:
-            remote_id, etag, status = await self._write(body, kind, rid, version, known)
-            await self._record(kind, rid, remote_id, etag, version)
+        body["meta"] = {**meta, "source": f"{MARK}{kind}/{rid}/_history/{version}"}
+        was = (known.remote_id, known.etag, known.local_version) if known else None
+        if was and was[2] >= version:
+            remote_id, etag, status = was[0], was[1], 200
+        else:  # recorded at once, so a retry after a failed Provenance only writes that
+            remote_id, etag, status = await self._write(body, kind, rid, version, was)
+            async with self.engine.begin() as conn:
+                await remote_ids.record(conn, self.server.base_url, kind, rid,
+                                        remote_id=remote_id, remote_version=_version_of(etag),
+                                        local_version=version, now=self.clock())
         await self._provenance(kind, remote_id, etag, item, status == 201)
         return status
 
@@ -163,17 +161,6 @@ class Deliverer:
                     return remote_id, _etag(current), 200
                 etag = _etag(current)
         raise DeliveryError(f"{kind}/{remote_id} kept changing under us", status=412)
-
-    async def _known(self, kind: str, rid: str) -> tuple[str, str | None, int] | None:
-        found = await remote_ids.known(self.engine, self.server.base_url, kind, rid)
-        return (found.remote_id, found.etag, found.local_version) if found else None
-
-    async def _record(
-        self, kind: str, rid: str, remote_id: str, etag: str | None, version: int
-    ) -> None:
-        await remote_ids.record(self.engine, self.server.base_url, kind, rid, remote_id=remote_id,
-                                remote_version=_version_of(etag), local_version=version,
-                                now=self.clock())
 
     async def _provenance(
         self, kind: str, remote_id: str, etag: str | None, item: OutboxItem, created: bool
