@@ -28,6 +28,10 @@ class Stored:
     def etag(self) -> str:
         return f'W/"{self.version_id}"'
 
+    @property
+    def location(self) -> str:
+        return f"{self.resource['resourceType']}/{self.resource['id']}/_history/{self.version_id}"
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters.store import Store
+from service.adapters.store import Store, Stored
 from service.errors import InvalidResource
 from service.fhir.ids import content_id
 from service.fhir.models import INPUT_TYPES, Issue, validate_resource
@@ -25,20 +24,7 @@ from service.service_layer.evaluate_patient import PatientEvaluated, PatientEval
 log = logging.getLogger("carepath.ingest")
 
 
-@dataclass(frozen=True)
-class Accepted:
-    resource: dict[str, Any]
-    version_id: int
-    created: bool
-    changed: bool
-
-    @property
-    def location(self) -> str:
-        return f"{self.resource['resourceType']}/{self.resource['id']}/_history/{self.version_id}"
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version_id}"'
+Accepted = Stored  # what ingest returns: the stored version, with its location and ETag
 
 
 class Ingestor:
@@ -81,7 +67,7 @@ class Ingestor:
                     resource = {**resource, "id": content_id(resource)}
                 patient = subject_id(resource)
                 stored = await store.put(resource, origin="input", patient_id=patient, now=now)
-                accepted.append(Accepted(stored.resource, stored.version_id, stored.created, stored.changed))
+                accepted.append(stored)
                 if stored.changed and patient:
                     await store.mark_pending(patient, now)
             await store.audit(actor=actor, action="ingest", patient_id=None, now=now, detail={
