@@ -14,6 +14,7 @@ from service.rules.registry import Pathway
 from service.service_layer.clock import Clock, fixed_clock, system_clock
 from service.service_layer.evaluate_patient import PatientEvaluator
 from service.service_layer.ingest import Ingestor
+from service.webhooks.receiver import WebhookReceiver
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     http: httpx.AsyncClient
     evaluator: PatientEvaluator
     ingestor: Ingestor
+    receiver: WebhookReceiver
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -39,8 +41,10 @@ def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: C
     engine = create_engine(settings.database_url)
     active = list(pathways.values())
     evaluator = PatientEvaluator(engine, active, clock)
+    http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
+                                     limits=httpx.Limits(max_connections=50))
+    ingestor = Ingestor(engine, active, evaluator, clock)
     return Services(
-        settings=settings, engine=engine, pathways=pathways, clock=clock,
-        http=http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
-                                       limits=httpx.Limits(max_connections=50)),
-        evaluator=evaluator, ingestor=Ingestor(engine, active, evaluator, clock))
+        settings=settings, engine=engine, pathways=pathways, clock=clock, http=http,
+        evaluator=evaluator, ingestor=ingestor,
+        receiver=WebhookReceiver(ingestor, engine, http, clock))

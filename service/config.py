@@ -6,10 +6,43 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
+EVENT_TYPES = ("pathway.escalated", "careplan.revised", "servicerequest.created")
+EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created"]
+
+
+class WebhookSource(BaseModel):
+    """An integration engine or FHIR server allowed to push to `/webhooks/{name}/...`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    secrets: list[str] = Field(min_length=1, description=(
+        "HMAC keys (X-Signature, Standard Webhooks) or bearer tokens (a Subscription's "
+        "channel.header); several at once so a key can be rotated without downtime"))
+    fhir_server: str | None = Field(None, description=(
+        "base URL id-only notifications are fetched from, and $events asked for gaps"))
+    fhir_token: str | None = Field(None, description="bearer token for those fetches")
+
+    @field_validator("secrets")
+    @classmethod
+    def _long_enough(cls, value: list[str]) -> list[str]:
+        if any(len(secret) < 16 for secret in value):
+            raise ValueError("webhook secrets must be at least 16 characters")
+        return value
+
+
+class WebhookSubscriberConfig(BaseModel):
+    """An endpoint that receives escalation events, signed per Standard Webhooks 1.0."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    secret: str = Field(description="whsec_ followed by base64 of 24-64 random bytes")
+    events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
 
 
 def _split(value: object) -> object:
@@ -56,12 +89,20 @@ class Settings(BaseSettings):
     cds_allowed_jku: CommaList = Field(default_factory=list)
     cors_origins: CommaList = Field(default_factory=list)
 
-    # Webhooks (issue 5)
-    webhook_secrets: CommaList = Field(default_factory=list)
+    # Webhooks (issue 5): JSON lists in the environment
+    webhook_sources: list[WebhookSource] = Field(default_factory=list)
+    webhook_subscribers: list[WebhookSubscriberConfig] = Field(default_factory=list)
+    webhook_timeout_seconds: float = Field(15.0, gt=0)
+    webhook_max_attempts: int = Field(10, gt=0)
+    webhook_backoff_scale: float = Field(1.0, gt=0, description=(
+        "multiplies the Standard Webhooks retry schedule (tests shrink it)"))
 
     _split_lists = field_validator(
-        "api_tokens", "cds_allowed_issuers", "cds_allowed_jku", "cors_origins", "webhook_secrets",
+        "api_tokens", "cds_allowed_issuers", "cds_allowed_jku", "cors_origins",
         mode="before")(classmethod(lambda cls, v: _split(v)))
+
+    def webhook_source(self, name: str) -> WebhookSource | None:
+        return next((s for s in self.webhook_sources if s.name == name), None)
 
     @field_validator("database_url")
     @classmethod

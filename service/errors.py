@@ -11,6 +11,7 @@ these to HTTP status codes with a FHIR OperationOutcome body.
   + Forbidden               403
   + NotFound                404
   + PreconditionFailed      412
+  + BadGateway              502: a server we had to ask (e.g. for an id-only resource) failed
 """
 
 from __future__ import annotations
@@ -75,3 +76,8 @@ class NotFound(CarepathError):
 class PreconditionFailed(CarepathError):
     status = 412
     code = "conflict"
+
+
+class BadGateway(CarepathError):
+    status = 502
+    code = "transient"

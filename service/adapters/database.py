@@ -61,5 +61,12 @@ async def migrate(engine: AsyncEngine) -> None:
 
 async def lock_patient(conn: AsyncConnection, patient_id: str) -> None:
     """Serialise evaluations of one patient across replicas (SQLite's write lock already does)."""
+    await lock_keys(conn, [patient_id])
+
+
+async def lock_keys(conn: AsyncConnection, keys: list[str]) -> None:
+    """Transaction-scoped PostgreSQL advisory locks, taken in sorted order (no deadlocks)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))"), {"p": patient_id})
+        for key in sorted(set(keys)):
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))"),
+                               {"p": key})

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from service.adapters.delivery import DeliveryError, retry_after_seconds
 
 FHIR_JSON = "application/fhir+json"
 RETRIABLE = {408, 409, 412, 429}
@@ -25,36 +26,6 @@ class FhirReply:
     body: dict[str, Any]
     etag: str | None
     location: str | None
-
-
-class DeliveryError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        permanent: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.permanent = permanent
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            from datetime import UTC, datetime
-
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
 
 
 async def _no_token() -> str | None:
@@ -129,6 +100,11 @@ class HttpxFhirServer:
 
     async def read(self, resource_type: str, resource_id: str) -> FhirReply:
         return await self._send("GET", f"{resource_type}/{resource_id}", ok=(200,))
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> FhirReply:
+        """GET a path relative to the base (a read, or an operation such as `$events`)."""
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in (params or {}).items())
+        return await self._send("GET", f"{path}?{query}" if query else path, ok=(200,))
 
     async def transaction(self, bundle: dict[str, Any]) -> FhirReply:
         return await self._send("POST", "", bundle, ok=(200,))

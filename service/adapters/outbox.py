@@ -135,6 +135,20 @@ async def requeue(engine: AsyncEngine, item_id: int, now: datetime) -> bool:
         return result.rowcount == 1
 
 
+async def requeue_destination(engine: AsyncEngine, kind: str, destination: str,
+                              now: datetime) -> int:
+    """Every failed row for one destination becomes pending again (e.g. an endpoint re-enabled)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(o)
+            .where(o.c.kind == kind, o.c.destination == destination, o.c.status == "failed")
+            .values(
+                status="pending", next_attempt_at=now, attempts=0, locked_by=None, locked_until=None
+            )
+        )
+        return int(result.rowcount)
+
+
 async def summary(
     engine: AsyncEngine, *, kind: str | None = None, status: str | None = None, limit: int = 100
 ) -> dict[str, Any]:

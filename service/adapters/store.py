@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.adapters import tables as t
+from service.adapters.outbox import utc
 from service.fhir.time import format_instant
 
 
@@ -98,14 +99,32 @@ class Store:
         rows = await self.conn.execute(query.order_by(t.resources.c.id).limit(limit))
         return [orjson.loads(r.content) for r in rows]
 
+    async def delete(self, resource_type: str, resource_id: str) -> str | None:
+        """Remove an input resource (the sender deleted it); returns its patient id, if any."""
+        r = t.resources
+        row = (await self.conn.execute(sa.delete(r).where(
+            r.c.resource_type == resource_type, r.c.id == resource_id, r.c.origin == "input")
+            .returning(r.c.patient_id))).first()
+        return row.patient_id if row else None
+
     # --- idempotent receipt of webhook deliveries ------------------------------------------
     async def first_receipt(self, source: str, resource_type: str, resource_id: str, version_id: str,
-                            now: datetime) -> bool:
+                            now: datetime, source_updated: datetime | None = None) -> bool:
         """Record (source, type, id, versionId); False when it was received before."""
         stmt = self._insert(t.receipts).values(source=source, resource_type=resource_type,
                                                resource_id=resource_id, version_id=version_id,
-                                               received_at=now).on_conflict_do_nothing()
+                                               received_at=now, source_updated=source_updated
+                                               ).on_conflict_do_nothing()
         return (await self.conn.execute(stmt)).rowcount == 1
+
+    async def receipts_of(self, source: str, resource_type: str, resource_id: str
+                          ) -> list[tuple[str, datetime | None]]:
+        """Every (versionId, sender's lastUpdated) received for one resource from one source."""
+        rc = t.receipts
+        rows = await self.conn.execute(sa.select(rc.c.version_id, rc.c.source_updated).where(
+            rc.c.source == source, rc.c.resource_type == resource_type,
+            rc.c.resource_id == resource_id))
+        return [(r.version_id, utc(r.source_updated)) for r in rows]
 
     # --- evaluation bookkeeping ------------------------------------------------------------
     async def mark_pending(self, patient_id: str, now: datetime) -> None:

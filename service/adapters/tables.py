@@ -26,6 +26,7 @@ receipts = sa.Table(
     sa.Column("resource_id", sa.String(64), primary_key=True),
     sa.Column("version_id", sa.String(64), primary_key=True),
     sa.Column("received_at", Instant, nullable=False),
+    sa.Column("source_updated", Instant, nullable=True),  # the sender's meta.lastUpdated
 )
 
 pending_evaluations = sa.Table(
@@ -119,6 +120,7 @@ webhook_subscribers = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("disabled_reason", sa.Text, nullable=True),
     sa.Column("created_at", Instant, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False, server_default="api"),  # api | config
 )
 
 subscription_streams = sa.Table(

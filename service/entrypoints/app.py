@@ -12,12 +12,13 @@ import httpx
 from fastapi import FastAPI
 
 from service import __version__
+from service.adapters import webhook_subscribers
 from service.adapters.database import migrate
 from service.bootstrap import Services, build_services
 from service.cds.cors import CdsCors
 from service.config import Settings
 from service.entrypoints.http import install_error_handlers
-from service.entrypoints.routes import admin, cds_hooks, fhir, health, timeline
+from service.entrypoints.routes import admin, cds_hooks, fhir, health, timeline, webhooks
 from service.entrypoints.worker import build_worker
 from service.observability import routes as observability
 from service.observability.metrics import Metrics
@@ -26,6 +27,7 @@ from service.rules.loader import load_pathways
 from service.service_layer.clock import Clock
 from service.service_layer.pending import sweep_pending
 from service.service_layer.writeback import WritebackStager
+from service.webhooks.events import WebhookEventStager
 
 log = logging.getLogger("carepath")
 
@@ -45,12 +47,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         app.state.services = services
         if not settings.api_tokens:
             log.warning("no CAREPATH_API_TOKENS configured: every API call will be refused (401)")
+        async with services.engine.begin() as conn:
+            await webhook_subscribers.sync_configured(conn, settings.webhook_subscribers,
+                                                      services.clock())
         background = [asyncio.create_task(sweep_pending(services.evaluator, services.engine))]
         if settings.fhir_server_url:
             services.evaluator.listeners.append(WritebackStager(settings.fhir_server_url))
-            if settings.run_worker:
-                worker = build_worker(services.engine, settings, services.http)
-                background.append(asyncio.create_task(worker.run()))
+        services.evaluator.listeners.append(WebhookEventStager())
+        if settings.run_worker:
+            worker = build_worker(services.engine, settings, services.http)
+            background.append(asyncio.create_task(worker.run()))
         try:
             yield
         finally:
@@ -71,6 +77,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         app.add_middleware(CdsCors, origins=settings.cors_origins)
     app.include_router(fhir.router)
     app.include_router(cds_hooks.router)
+    app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(observability.router)

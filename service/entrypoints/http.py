@@ -48,10 +48,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> Any:
+def require_json_type(request: Request) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in _JSON_TYPES:
         raise UnsupportedMediaType(f"content type {content_type!r} is not supported; send {FHIR_JSON}")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    require_json_type(request)
     return parse_json(await read_body(request, limit))
 
 

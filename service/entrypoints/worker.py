@@ -1,8 +1,9 @@
-"""The write-back delivery loop: claim due outbox rows, deliver them, settle them.
+"""The delivery loop: claim due outbox rows, deliver them, settle them. Rows are FHIR write-backs
+(`kind="fhir"`) or outbound webhooks (`kind="webhook"`); a Channel knows how to deliver each.
 
-Started from the app's lifespan when `run_worker` is on and a FHIR server is configured, or on its
-own: `python -m service.entrypoints.worker` (same settings, from the environment). Any number of
-workers may share one database: claims are leased (see adapters.outbox), deliveries idempotent.
+Started from the app's lifespan when `run_worker` is on, or on its own:
+`python -m service.entrypoints.worker` (same settings, from the environment). Any number of workers
+may share one database: claims are leased (see adapters.outbox), deliveries idempotent.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import random
 import socket
 import uuid
 from datetime import timedelta
+from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters import outbox, remote_ids
-from service.adapters.fhir_client import DeliveryError, HttpxFhirServer
+from service.adapters.delivery import DeliveryError
+from service.adapters.fhir_client import HttpxFhirServer
 from service.config import Settings
 from service.service_layer.clock import Clock, system_clock
 from service.service_layer.writeback import Deliverer
@@ -38,63 +41,100 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+class Channel(Protocol):
+    """One kind of outbox row and how to deliver it."""
+
+    kind: str
+    max_attempts: int
+
+    async def deliver(self, items: list[outbox.OutboxItem]) -> list[int | DeliveryError]: ...
+
+    def retry_delay(self, attempts: int, retry_after: float | None) -> float: ...
+
+
+class FhirChannel:
+    """Write-back to the EHR's FHIR server (see service_layer.writeback)."""
+
+    kind = "fhir"
+
+    def __init__(self, engine: AsyncEngine, server: HttpxFhirServer, settings: Settings,
+                 clock: Clock) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.max_attempts = settings.outbox_max_attempts
+        self.deliverer = Deliverer(engine, server, clock)
+
+    def retry_delay(self, attempts: int, retry_after: float | None) -> float:
+        return backoff(attempts, self.settings.outbox_backoff_seconds, retry_after)
+
+    async def deliver(self, items: list[outbox.OutboxItem]) -> list[int | DeliveryError]:
+        keys = [(i.payload["resource"]["resourceType"], i.payload["resource"]["id"]) for i in items]
+        known = await remote_ids.known_many(self.engine, self.deliverer.server.base_url, keys)
+        return list(await asyncio.gather(
+            *(self._one(item, known.get(key)) for item, key in zip(items, keys, strict=True))))
+
+    async def _one(self, item: outbox.OutboxItem, known: remote_ids.RemoteId | None
+                   ) -> int | DeliveryError:
+        try:
+            return await self.deliverer(item, known)
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)
+            log.exception("write-back of %s crashed", item.dedupe_key)
+            return DeliveryError(f"{type(exc).__name__}: {exc}")
+
+
 class Worker:
     def __init__(
         self,
         engine: AsyncEngine,
-        server: HttpxFhirServer,
+        channels: list[Channel],
         settings: Settings,
         clock: Clock = system_clock,
         name: str | None = None,
     ) -> None:
         self.engine = engine
+        self.channels = channels
         self.settings = settings
         self.clock = clock
         self.name = name or worker_name()
-        self.deliver = Deliverer(engine, server, clock)
 
     async def run_once(self, limit: int = 20) -> int:
-        """One claim-and-deliver round; returns how many rows were claimed."""
-        items = await outbox.claim(
-            self.engine,
-            kind="fhir",
-            worker=self.name,
-            now=self.clock(),
-            lease=self.settings.outbox_lease_seconds,
-            limit=limit,
-        )
-        keys = [(i.payload["resource"]["resourceType"], i.payload["resource"]["id"]) for i in items]
-        known = await remote_ids.known_many(self.engine, self.deliver.server.base_url, keys)
-        await asyncio.gather(
-            *(self._one(item, known.get(key)) for item, key in zip(items, keys, strict=True))
-        )
-        return len(items)
+        """One claim-and-deliver round per channel; returns how many rows were claimed."""
+        claimed = 0
+        for channel in self.channels:
+            items = await outbox.claim(
+                self.engine,
+                kind=channel.kind,
+                worker=self.name,
+                now=self.clock(),
+                lease=self.settings.outbox_lease_seconds,
+                limit=limit,
+            )
+            if not items:
+                continue
+            claimed += len(items)
+            try:
+                results = await channel.deliver(items)
+            except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)
+                log.exception("%s delivery crashed", channel.kind)
+                results = [DeliveryError(f"{type(exc).__name__}: {exc}")] * len(items)
+            await asyncio.gather(*(self._settle(channel, item, result)
+                                   for item, result in zip(items, results, strict=True)))
+        return claimed
 
-    async def _one(self, item: outbox.OutboxItem, known: remote_ids.RemoteId | None) -> None:
-        try:
-            status = await self.deliver(item, known)
-        except DeliveryError as exc:
-            await self._failed(item, exc)
-        except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)
-            log.exception("write-back of %s crashed", item.dedupe_key)
-            await self._failed(item, DeliveryError(f"{type(exc).__name__}: {exc}"))
+    async def _settle(self, channel: Channel, item: outbox.OutboxItem,
+                      result: int | DeliveryError) -> None:
+        if not isinstance(result, DeliveryError):
+            await outbox.delivered(self.engine, item.id, self.name, self.clock(), result)
+        elif result.permanent or item.attempts + 1 >= channel.max_attempts:
+            log.warning("%s delivery %s failed for good: %s", channel.kind, item.dedupe_key, result)
+            await outbox.failed(self.engine, item.id, self.name, result.status, str(result))
         else:
-            await outbox.delivered(self.engine, item.id, self.name, self.clock(), status)
-
-    async def _failed(self, item: outbox.OutboxItem, exc: DeliveryError) -> None:
-        if exc.permanent or item.attempts + 1 >= self.settings.outbox_max_attempts:
-            log.warning("write-back of %s failed for good: %s", item.dedupe_key, exc)
-            await outbox.failed(self.engine, item.id, self.name, exc.status, str(exc))
-            return
-        delay = backoff(item.attempts, self.settings.outbox_backoff_seconds, exc.retry_after)
-        await outbox.retry_later(
-            self.engine,
-            item.id,
-            self.name,
-            self.clock() + timedelta(seconds=delay),
-            exc.status,
-            str(exc),
-        )
+            delay = channel.retry_delay(item.attempts, result.retry_after)
+            await outbox.retry_later(self.engine, item.id, self.name,
+                                     self.clock() + timedelta(seconds=delay), result.status,
+                                     str(result))
 
     async def run(self) -> None:
         """Forever: deliver while there is work, otherwise sleep one poll interval."""
@@ -107,17 +147,28 @@ class Worker:
             await asyncio.sleep(self.settings.outbox_poll_seconds)
 
 
+def build_channels(engine: AsyncEngine, settings: Settings, http: httpx.AsyncClient,
+                   clock: Clock = system_clock) -> list[Channel]:
+    """Webhooks always (subscribers may be added at any time); FHIR write-back when configured."""
+    from service.adapters.smart_auth import token_source
+    from service.webhooks.delivery import WebhookChannel
+
+    channels: list[Channel] = [WebhookChannel(
+        engine, http, timeout=settings.webhook_timeout_seconds,
+        max_attempts=settings.webhook_max_attempts, scale=settings.webhook_backoff_scale)]
+    if settings.fhir_server_url:
+        if settings.fhir_write_mode != "conditional":
+            raise ValueError(
+                "CAREPATH_FHIR_WRITE_MODE=transaction is not implemented: use conditional")
+        server = HttpxFhirServer(settings.fhir_server_url, http, token_source(settings, http))
+        channels.insert(0, FhirChannel(engine, server, settings, clock))
+    return channels
+
+
 def build_worker(
     engine: AsyncEngine, settings: Settings, http: httpx.AsyncClient, clock: Clock = system_clock
 ) -> Worker:
-    from service.adapters.smart_auth import token_source
-
-    if not settings.fhir_server_url:
-        raise ValueError("write-back needs FHIR_SERVER_URL")
-    if settings.fhir_write_mode != "conditional":
-        raise ValueError("CAREPATH_FHIR_WRITE_MODE=transaction is not implemented: use conditional")
-    server = HttpxFhirServer(settings.fhir_server_url, http, token_source(settings, http))
-    return Worker(engine, server, settings, clock)
+    return Worker(engine, build_channels(engine, settings, http, clock), settings, clock)
 
 
 async def _main() -> None:

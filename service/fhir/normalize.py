@@ -68,6 +68,8 @@ def subject_id(resource: dict[str, Any]) -> str | None:
             reference = ref["reference"]
             if reference.startswith("Patient/"):
                 return reference.split("/", 2)[1]
+            if reference.startswith(("http://", "https://")) and "/Patient/" in reference:
+                return reference.split("/Patient/", 1)[1].split("/", 1)[0] or None
     return None
 
 

@@ -5,7 +5,8 @@ ETag; 1: 200 with the match; more: 412), update with `If-Match` (412 on a stale 
 create allowed), transaction Bundles (all or nothing), `/metadata`. Versions are `W/"n"`; errors are
 OperationOutcomes. `POST /_control` injects faults: `failRatio` (share of calls answered with
 `failStatus`), `failAfterWrite` (the write happens, then the answer is lost as an error), `statuses`
-(a queue of statuses for the next calls), `retryAfter`, `stallSeconds`, `seed`.
+(a queue of statuses for the next calls), `retryAfter`, `stallSeconds`, `seed`; and
+`subscriptionEvents` for the Backport `$events` operation.
 """
 
 from __future__ import annotations
@@ -183,6 +184,35 @@ def create_fhir_test_server() -> FastAPI:
             "format": ["json"],
             "date": "2026-03-02",
         }
+
+    @app.get("/Subscription/{sid}/$events")
+    async def subscription_events(sid: str, request: Request) -> Any:
+        """Backport 1.1 `$events`: the Subscription's past events as a query-event notification
+        Bundle, full-resource. Events are set with `/_control` `{"subscriptionEvents": {sid:
+        [{"number": 2, "focus": "Observation/x"}]}}`; 404 when none are set (unsupported)."""
+        events = state.control.get("subscriptionEvents", {}).get(sid)
+        if events is None:
+            return outcome(404, "$events is not supported for this Subscription", "not-supported")
+        since = int(request.query_params.get("eventsSinceNumber", "1"))
+        until = int(request.query_params.get("eventsUntilNumber", str(10**9)))
+        chosen = [e for e in events if since <= e["number"] <= until]
+        base = str(request.base_url).rstrip("/")
+        parameters = [
+            {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/{sid}"}},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "query-event"},
+            {"name": "events-since-subscription-start", "valueString": str(len(events))},
+        ] + [{"name": "notification-event", "part": [
+            {"name": "event-number", "valueString": str(e["number"])},
+            {"name": "focus", "valueReference": {"reference": f"{base}/{e['focus']}"}}]}
+            for e in chosen]
+        entries = [{"fullUrl": f"{base}/{e['focus']}",
+                    "resource": state.history[tuple(e["focus"].split("/"))][-1],
+                    "request": {"method": "PUT", "url": e["focus"]}} for e in chosen]
+        return {"resourceType": "Bundle", "type": "history", "entry": [
+            {"resource": {"resourceType": "Parameters", "parameter": parameters},
+             "request": {"method": "GET", "url": f"{base}/Subscription/{sid}/$status"}},
+            *entries]}
 
     @app.get("/{kind}/{rid}")
     async def read(kind: str, rid: str) -> Any:

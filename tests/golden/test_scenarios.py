@@ -15,18 +15,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import FIXTURES, make_settings
-from tests.support.scenarios import expectation_failures, load_case, run_case
+from tests.support.scenarios import expectation_failures, load_case, run_case, stable
 
 CASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
-
-
-def _stable(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop server bookkeeping (versionId, lastUpdated); order by id."""
-    out = []
-    for resource in sorted(resources, key=lambda r: r["id"]):
-        meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
-        out.append({**resource, "meta": meta})
-    return out
 
 
 def _golden(folder: Path, name: str, actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -47,7 +38,7 @@ async def test_scenario_outputs_match_the_spec_and_golden_files(folder: Path, cl
     assert expectation_failures(load_case(folder), outputs) == []
     for name, found in (("careplan", outputs.careplans), ("servicerequests", outputs.service_requests),
                         ("tasks", outputs.tasks)):
-        assert _stable(found) == _golden(folder, name, _stable(found)), f"{folder.name}: {name} differ"
+        assert stable(found) == _golden(folder, name, stable(found)), f"{folder.name}: {name} differ"
 
 
 @pytest.mark.postgres
@@ -56,8 +47,8 @@ async def test_scenarios_give_the_same_outputs_on_postgresql(folder: Path, clien
     client = await client_for(make_settings(postgres_url))
     outputs = await run_case(client, folder)
     assert expectation_failures(load_case(folder), outputs) == []
-    assert _stable(outputs.service_requests) == json.loads((folder / "expected.servicerequests.json").read_text())
-    assert _stable(outputs.careplans) == json.loads((folder / "expected.careplan.json").read_text())
+    assert stable(outputs.service_requests) == json.loads((folder / "expected.servicerequests.json").read_text())
+    assert stable(outputs.careplans) == json.loads((folder / "expected.careplan.json").read_text())
 
 
 @pytest.mark.parametrize("folder", CASES, ids=[p.name for p in CASES])

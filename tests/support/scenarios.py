@@ -28,6 +28,15 @@ class ScenarioOutputs:
         return outcomes
 
 
+def stable(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop server bookkeeping (versionId, lastUpdated); order by id."""
+    out = []
+    for resource in sorted(resources, key=lambda r: r["id"]):
+        meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+        out.append({**resource, "meta": meta})
+    return out
+
+
 def load_case(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "case.json").read_text())
 

@@ -1,0 +1,1 @@
+"""Webhooks: integration engines push data in (`/webhooks/...`), subscribers hear escalations."""
