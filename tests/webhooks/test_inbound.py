@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from service.adapters import tables as t
@@ -274,8 +276,10 @@ async def test_a_medplum_style_resource_and_its_deletion(client_for, sqlite_url)
     assert [r["priority"] for r in requests if r["status"] == "revoked"] == ["routine"]
     deletion = {**medplum_headers(b"{}"), "X-Medplum-Deleted-Resource": "Observation/03-bowel-d2",
                 "X-Medplum-Interaction": "delete"}
+    evaluations = await _count(client, t.evaluations)
     response = await client.post("/webhooks/engine/resource", content=b"{}", headers=deletion)
     assert response.status_code == 202, response.text
+    assert await _count(client, t.evaluations) == evaluations + 1, "its patient is re-evaluated"
     assert (await client.get("/fhir/Observation/03-bowel-d2")).status_code == 404
     async with client.app.state.services.engine.connect() as conn:  # type: ignore[attr-defined]
         actions = [r.action for r in await conn.execute(sa.select(t.audit_log.c.action))]
@@ -315,3 +319,20 @@ async def test_an_unchanged_resource_from_another_sender_is_not_a_duplicate_rece
     assert (first.status_code, second.status_code) == (202, 200)
     assert "(unchanged)" in _diagnostics(second)
     assert await _count(client, t.receipts) == 2
+
+
+@pytest.mark.postgres
+async def test_concurrent_redeliveries_on_postgresql_keep_the_newest_once(client_for, postgres_url):
+    """Replicas share one PostgreSQL: racing deliveries of two versions (each sent five times)
+    leave one receipt per version and the newer content stored."""
+    client = await client_for(settings_with_sources(postgres_url))
+    newer, older = _pain("2", "2026-03-01T09:00:00Z", 8), _pain("1", "2026-03-01T08:10:00Z", 3)
+    bodies = [dumps(notification("event-notification", events=[(n, None)], resources=[r]))
+              for n, r in ((2, newer), (1, older))] * 5
+    results = await asyncio.gather(*(client.post(HOOK, content=b, headers=bearer())
+                                     for b in bodies))
+    assert {r.status_code for r in results} <= {200, 202}, [r.text for r in results]
+    assert await _count(client, t.receipts) == 2
+    stored = (await client.get("/fhir/Observation/ooo-nrs")).json()
+    assert stored["valueQuantity"]["value"] == 8
+    assert int(stored["meta"]["versionId"]) <= 2
