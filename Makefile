@@ -23,6 +23,8 @@ openapi: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.writeback
+	$(BIN)/python -m bench.webhooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench

@@ -8,19 +8,17 @@ lease runs out, after which another worker takes them over.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters import tables as t
 
 o = t.outbox
-Also = Callable[[AsyncConnection], Awaitable[None]]
 STATUSES = ("pending", "delivered", "failed", "superseded")
 
 
@@ -74,11 +72,8 @@ async def claim(
         ]
 
 
-async def _settle(engine: AsyncEngine, item_id: int, worker: str, *,
-                  also: Also | None = None, **values: Any) -> bool:
+async def _settle(engine: AsyncEngine, item_id: int, worker: str, **values: Any) -> bool:
     async with engine.begin() as conn:
-        if also is not None:
-            await also(conn)
         result = await conn.execute(
             sa.update(o)
             .where(o.c.id == item_id, o.c.locked_by == worker, o.c.status == "pending")
@@ -87,11 +82,21 @@ async def _settle(engine: AsyncEngine, item_id: int, worker: str, *,
         return result.rowcount == 1
 
 
-async def delivered(engine: AsyncEngine, item_id: int, worker: str, now: datetime,
-                    status: int | None, also: Also | None = None) -> bool:
-    """Settle as delivered; `also` writes the delivery's bookkeeping in the same transaction."""
-    return await _settle(engine, item_id, worker, also=also, status="delivered", delivered_at=now,
-                         attempts=o.c.attempts + 1, last_status=status, last_error=None)
+async def delivered(engine: AsyncEngine, worker: str, now: datetime,
+                    results: list[tuple[int, int | None]]) -> int:
+    """Settle (item id, HTTP status) pairs as delivered, in one transaction; returns how many
+    were still held by this worker."""
+    settled = 0
+    async with engine.begin() as conn:
+        for item_id, status in results:
+            result = await conn.execute(
+                sa.update(o)
+                .where(o.c.id == item_id, o.c.locked_by == worker, o.c.status == "pending")
+                .values(locked_by=None, locked_until=None, status="delivered", delivered_at=now,
+                        attempts=o.c.attempts + 1, last_status=status, last_error=None)
+            )
+            settled += result.rowcount
+    return settled
 
 
 async def retry_later(

@@ -119,15 +119,18 @@ class Worker:
             except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)
                 log.exception("%s delivery crashed", channel.kind)
                 results = [DeliveryError(f"{type(exc).__name__}: {exc}")] * len(items)
-            await asyncio.gather(*(self._settle(channel, item, result)
-                                   for item, result in zip(items, results, strict=True)))
+            done = [(item.id, result) for item, result in zip(items, results, strict=True)
+                    if not isinstance(result, DeliveryError)]
+            if done:
+                await outbox.delivered(self.engine, self.name, self.clock(), done)
+            await asyncio.gather(*(self._failed(channel, item, result)
+                                   for item, result in zip(items, results, strict=True)
+                                   if isinstance(result, DeliveryError)))
         return claimed
 
-    async def _settle(self, channel: Channel, item: outbox.OutboxItem,
-                      result: int | DeliveryError) -> None:
-        if not isinstance(result, DeliveryError):
-            await outbox.delivered(self.engine, item.id, self.name, self.clock(), result)
-        elif result.permanent or item.attempts + 1 >= channel.max_attempts:
+    async def _failed(self, channel: Channel, item: outbox.OutboxItem,
+                      result: DeliveryError) -> None:
+        if result.permanent or item.attempts + 1 >= channel.max_attempts:
             log.warning("%s delivery %s failed for good: %s", channel.kind, item.dedupe_key, result)
             await outbox.failed(self.engine, item.id, self.name, result.status, str(result))
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
@@ -43,6 +43,8 @@ def create_receiver(secrets: dict[str, str]) -> FastAPI:
             "status": status, "body": raw.decode()})
         headers = {"Retry-After": str(app.state.retry_after)} if app.state.retry_after is not None \
             else {}
+        if status == 204:
+            return Response(status_code=204, headers=headers)
         return JSONResponse({"status": status}, status_code=status, headers=headers)
 
     return app
