@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.webhooks.signatures import valid_secret
+
 CommaList = Annotated[list[str], NoDecode]
 EVENT_TYPES = ("pathway.escalated", "careplan.revised", "servicerequest.created")
 EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created"]
@@ -44,6 +46,14 @@ class WebhookSubscriberConfig(BaseModel):
     secret: str = Field(description="whsec_ followed by base64 of 24-64 random bytes")
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
 
+    @field_validator("secret")
+    @classmethod
+    def _standard_secret(cls, value: str) -> str:
+        if not valid_secret(value):
+            raise ValueError("must be whsec_ followed by base64 of 24 to 64 bytes "
+                             "(`carepath webhook-secret` makes one)")
+        return value
+
 
 def _split(value: object) -> object:
     if isinstance(value, str):
@@ -76,7 +86,8 @@ class Settings(BaseSettings):
     smart_client_id: str | None = None
     smart_private_key: str | None = None
     smart_key_id: str | None = None
-    smart_scope: str = "system/CarePlan.cu system/ServiceRequest.cu system/Task.cu system/Provenance.c"
+    smart_scope: str = ("system/CarePlan.cu system/ServiceRequest.cu system/Task.cu "
+                        "system/Provenance.c")
     outbox_poll_seconds: float = Field(1.0, gt=0)
     outbox_max_attempts: int = Field(12, gt=0)
     outbox_backoff_seconds: float = Field(1.0, gt=0)

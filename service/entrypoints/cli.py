@@ -1,4 +1,5 @@
-"""`carepath` command line: serve, evaluate a Bundle offline, print the OpenAPI document."""
+"""`carepath` command line: serve, evaluate a Bundle offline, replay, print the OpenAPI document,
+make a webhook secret."""
 
 from __future__ import annotations
 
@@ -11,15 +12,21 @@ import orjson
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="carepath", description="Lumbar radiculopathy care-pathway service")
+    parser = argparse.ArgumentParser(prog="carepath",
+                                     description="Lumbar radiculopathy care-pathway service")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP service (settings from the environment)")
-    evaluate = commands.add_parser("evaluate", help="evaluate a FHIR Bundle file and print the decision as JSON")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a FHIR Bundle file and print the decision as JSON")
     evaluate.add_argument("bundle", type=Path)
     evaluate.add_argument("--at", help="evaluation time (ISO 8601); default: now")
-    evaluate.add_argument("--pathways", type=Path, help="pathway directory (default: the bundled one)")
+    evaluate.add_argument("--pathways", type=Path,
+                          help="pathway directory (default: the bundled one)")
     commands.add_parser("openapi", help="print the OpenAPI document as YAML")
-    replay = commands.add_parser("replay", help="evaluate Bundles or NDJSON offline; print a summary")
+    commands.add_parser("webhook-secret",
+                        help="print a new Standard Webhooks signing secret (whsec_...)")
+    replay = commands.add_parser("replay",
+                                 help="evaluate Bundles or NDJSON offline; print a summary")
     replay.add_argument("source", type=Path, help="a Bundle/NDJSON file or a directory of them")
     replay.add_argument("--at", help="evaluation time (ISO 8601); default: now")
     replay.add_argument("--pathways", type=Path, help="pathway directory (default: bundled)")
@@ -31,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args.bundle, args.at, args.pathways)
     if args.command == "replay":
         return _replay(args.source, args.at, args.pathways, args.output)
+    if args.command == "webhook-secret":
+        from service.webhooks.signatures import new_secret
+
+        print(new_secret())
+        return 0
     return _openapi()
 
 
@@ -39,7 +51,6 @@ def _serve() -> int:
 
     from service.config import Settings
     from service.entrypoints.app import create_app
-
     from service.observability.logs import configure_logging
 
     settings = Settings()

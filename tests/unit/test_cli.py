@@ -1,4 +1,5 @@
-"""`carepath evaluate BUNDLE.json` decides without a server."""
+"""The `carepath` command line: `evaluate BUNDLE.json` decides without a server;
+`webhook-secret` makes a subscriber secret."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+from pydantic import ValidationError
+
+from service.config import WebhookSubscriberConfig
+from service.webhooks.signatures import valid_secret
 from tests.conftest import FIXTURES
 
 
@@ -15,7 +21,8 @@ def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_evaluate_prints_the_decision_and_outputs() -> None:
-    result = _evaluate(str(FIXTURES / "03-urinary-retention" / "step-1.bundle.json"), "--at", "2026-03-02T09:00:00Z")
+    result = _evaluate(str(FIXTURES / "03-urinary-retention" / "step-1.bundle.json"),
+                       "--at", "2026-03-02T09:00:00Z")
     assert result.returncode == 0, result.stderr
     [decision] = json.loads(result.stdout)["decisions"]
     assert decision["urgency"] == "stat"
@@ -27,7 +34,8 @@ def test_evaluate_prints_the_decision_and_outputs() -> None:
 def test_evaluate_reports_rejected_inputs_and_exits_nonzero(tmp_path) -> None:  # type: ignore[no-untyped-def]
     odi = json.loads((FIXTURES / "20-odi-raw-score" / "rejected.odi-unflagged.json").read_text())
     bundle = tmp_path / "b.json"
-    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": odi}]}))
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
+                                  "entry": [{"resource": odi}]}))
     result = _evaluate(str(bundle))
     assert result.returncode == 1
     [rejected] = json.loads(result.stdout)["rejected"]
@@ -37,3 +45,17 @@ def test_evaluate_reports_rejected_inputs_and_exits_nonzero(tmp_path) -> None:  
 def test_evaluate_names_an_unreadable_file() -> None:
     result = _evaluate("/nonexistent/bundle.json")
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_webhook_secret_prints_a_fresh_secret_a_subscriber_is_accepted_with() -> None:
+    run = [sys.executable, "-m", "service.entrypoints.cli", "webhook-secret"]
+    first, second = (subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+                     .stdout.strip() for _ in range(2))
+    assert first.startswith("whsec_") and valid_secret(first)
+    assert first != second
+    WebhookSubscriberConfig(url="https://example.org/hook", secret=first)
+
+
+def test_a_configured_subscriber_with_a_malformed_secret_stops_start_up() -> None:
+    with pytest.raises(ValidationError, match="whsec_"):
+        WebhookSubscriberConfig(url="https://example.org/hook", secret="not-a-standard-secret")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -18,6 +19,7 @@ from tests.webhooks.support import (
     bearer,
     dumps,
     expected,
+    fixture_path,
     medplum_headers,
     notification,
     scenario_resources,
@@ -46,8 +48,8 @@ def _diagnostics(response: httpx.Response) -> str:
 async def test_handshake_and_heartbeat_are_acknowledged_and_the_stream_recorded(
         client_for, sqlite_url):
     client = await client_for(settings_with_sources(sqlite_url))
-    shake = await client.post(HOOK, content=dumps(notification("handshake", since_start=0)),
-                              headers=bearer())
+    shake = await client.post(HOOK, content=fixture_path("subscription.handshake.json")
+                              .read_bytes(), headers=bearer())
     assert shake.status_code == 200, shake.text
     assert "handshake acknowledged" in _diagnostics(shake)
     beat = await client.post(HOOK, content=dumps(notification("heartbeat", since_start=0)),
@@ -62,13 +64,13 @@ async def test_handshake_and_heartbeat_are_acknowledged_and_the_stream_recorded(
 
 async def test_a_full_resource_notification_gives_the_same_decision_as_the_fhir_api(
         client_for, sqlite_url):
-    """Scenario 03 (suspected cauda equina) pushed by a FHIR server instead of posted: the
-    CarePlan and stat ServiceRequests equal the reviewed golden outputs."""
+    """Scenario 03 (suspected cauda equina) pushed by a FHIR server instead of posted (the
+    notification in fixtures/fhir/webhooks/): the CarePlan and stat ServiceRequests equal the
+    reviewed golden outputs of the scenario."""
     client = await client_for(settings_with_sources(sqlite_url))
-    resources = scenario_resources(CES)
-    body = notification("event-notification", since_start=1, resources=resources,
-                        events=[(1, f"https://ehr.example/fhir/Observation/{resources[-1]['id']}")])
-    response = await client.post(HOOK, content=dumps(body), headers=bearer())
+    body = fixture_path("subscription.event-notification.full-resource.json").read_bytes()
+    assert [e["resource"] for e in orjson.loads(body)["entry"][1:]] == scenario_resources(CES)
+    response = await client.post(HOOK, content=body, headers=bearer())
     assert response.status_code == 202, response.text
     assert "stored Observation/03-bowel-d2/_history/1" in _diagnostics(response)
     assert stable(await _outputs(client, "ServiceRequest", "lrp-03")) == \
