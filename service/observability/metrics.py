@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -47,18 +46,27 @@ class Metrics:
 
     async def refresh(self, engine: AsyncEngine) -> None:
         """Read the outbox counts just before a scrape (prometheus collectors cannot await)."""
-        query = sa.select(tables.outbox.c.status, sa.func.count()).group_by(tables.outbox.c.status)
+        o = tables.outbox
+        query = sa.select(o.c.kind, o.c.status, sa.func.count()).group_by(o.c.kind, o.c.status)
         async with engine.connect() as conn:
-            self.outbox.counts = {row[0]: row[1] for row in await conn.execute(query)}
+            self.outbox.counts = {(row[0], row[1]): row[2] for row in await conn.execute(query)}
 
 
 class OutboxCollector(Collector):
+    """Outbox backlog and failures per kind (`fhir` write-back, `webhook` events)."""
+
+    KINDS = ("fhir", "webhook")
+
     def __init__(self) -> None:
-        self.counts: dict[str, Any] = {}
+        self.counts: dict[tuple[str, str], int] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily("carepath_outbox_depth", "Outbox messages not yet delivered",
-                                value=self.counts.get("pending", 0))
-        yield GaugeMetricFamily("carepath_outbox_delivery_failures",
-                                "Outbox messages that exhausted their delivery attempts",
-                                value=self.counts.get("failed", 0))
+        for name, doc, status in (
+                ("carepath_outbox_depth", "Outbox messages not yet delivered", "pending"),
+                ("carepath_outbox_delivery_failures",
+                 "Outbox messages that exhausted their delivery attempts", "failed")):
+            family = GaugeMetricFamily(name, doc, labels=["kind"])
+            kinds = dict.fromkeys([*self.KINDS, *(k for k, _ in self.counts)])
+            for kind in kinds:
+                family.add_metric([kind], self.counts.get((kind, status), 0))
+            yield family

@@ -49,7 +49,8 @@ async def test_metrics_count_requests_rule_outcomes_and_the_outbox(client) -> No
     assert 'route="/fhir/{resource_type}/{resource_id}",status="404"' in text
     assert 'outcome="met",pathway="lumbar-radiculopathy|1.0.0",rule="R1"' in text
     assert 'carepath_patient_evaluations_total{urgency="stat"} 1.0' in text
-    assert "carepath_outbox_depth " in text and "carepath_outbox_delivery_failures " in text
+    assert 'carepath_outbox_depth{kind="fhir"} 0.0' in text
+    assert 'carepath_outbox_delivery_failures{kind="webhook"} 0.0' in text
     assert "lrp-03" not in text
 
 

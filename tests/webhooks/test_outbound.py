@@ -179,3 +179,16 @@ async def test_admin_endpoints_need_the_api_token(client_for, sqlite_url):
                          ("GET", "/admin/subscriptions")):
         response = await client.request(method, path, headers={"Authorization": "Bearer nope"})
         assert response.status_code == 401
+
+
+async def test_metrics_show_the_webhook_backlog_and_failures(client_for, sqlite_url, receiver):
+    client = await client_for(_settings(sqlite_url, webhook_max_attempts=1))
+    await _subscribe(client, f"{receiver.url}/hooks/a", secret=WHSEC)
+    await _escalate(client)
+    # pathway.escalated, careplan.revised and two servicerequest.created
+    assert 'carepath_outbox_depth{kind="webhook"} 4.0' in (await client.get("/metrics")).text
+    receiver.fail_next(*[503] * 4)
+    await _drain(client)
+    scrape = (await client.get("/metrics")).text
+    assert 'carepath_outbox_depth{kind="webhook"} 0.0' in scrape
+    assert 'carepath_outbox_delivery_failures{kind="webhook"} 4.0' in scrape
