@@ -9,7 +9,7 @@ lease runs out, after which another worker takes them over.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,11 +20,6 @@ from service.adapters import tables as t
 
 o = t.outbox
 STATUSES = ("pending", "delivered", "failed", "superseded")
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands DateTime columns back naive: they are UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -188,5 +183,4 @@ async def summary(
 
 
 def _iso(value: datetime | None) -> str | None:
-    value = utc(value)
     return value.isoformat() if value else None

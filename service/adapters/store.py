@@ -14,7 +14,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.adapters import tables as t
-from service.adapters.outbox import utc
 from service.fhir.time import format_instant
 
 
@@ -124,7 +123,7 @@ class Store:
         rows = await self.conn.execute(sa.select(rc.c.version_id, rc.c.source_updated).where(
             rc.c.source == source, rc.c.resource_type == resource_type,
             rc.c.resource_id == resource_id))
-        return [(r.version_id, utc(r.source_updated)) for r in rows]
+        return [(r.version_id, r.source_updated) for r in rows]
 
     # --- evaluation bookkeeping ------------------------------------------------------------
     async def mark_pending(self, patient_id: str, now: datetime) -> None:

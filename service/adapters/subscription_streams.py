@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.adapters import tables as t
 from service.adapters.database import lock_keys
-from service.adapters.outbox import utc
 
 s, g = t.subscription_streams, t.subscription_gaps
 
@@ -121,11 +120,11 @@ async def report(conn: AsyncConnection) -> dict[str, Any]:
     """Streams and gaps, for operators."""
     streams = [{"source": r.source, "subscription": r.subscription,
                 "lastEventNumber": r.last_event_number, "status": r.status,
-                "updatedAt": utc(r.updated_at).isoformat()}
+                "updatedAt": r.updated_at.isoformat()}
                for r in await conn.execute(sa.select(s).order_by(s.c.source, s.c.subscription))]
     gaps = [{"id": r.id, "source": r.source, "subscription": r.subscription,
              "firstMissing": r.first_missing, "lastMissing": r.last_missing,
-             "detectedAt": utc(r.detected_at).isoformat(),
-             "recoveredAt": utc(r.recovered_at).isoformat() if r.recovered_at else None}
+             "detectedAt": r.detected_at.isoformat(),
+             "recoveredAt": r.recovered_at.isoformat() if r.recovered_at else None}
             for r in await conn.execute(sa.select(g).order_by(g.c.id.desc()).limit(500))]
     return {"streams": streams, "gaps": gaps}

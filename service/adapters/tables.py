@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-Instant = sa.DateTime(timezone=True)
+
+
+class _Instant(sa.TypeDecorator[datetime]):
+    """A UTC instant, read back timezone-aware on every database (SQLite keeps no zone and hands
+    values back naive: they were written as UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+Instant = _Instant()
 
 resources = sa.Table(
     "resources", metadata,

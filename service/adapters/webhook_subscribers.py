@@ -13,7 +13,6 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.adapters.outbox import utc
 from service.adapters.tables import webhook_subscribers as w
 from service.config import WebhookSubscriberConfig
 
@@ -38,7 +37,7 @@ class Subscriber:
 
 def _subscriber(row: Any) -> Subscriber:
     return Subscriber(row.id, row.url, row.secret, tuple(orjson.loads(row.event_types)),
-                      row.enabled, row.disabled_reason, row.origin, utc(row.created_at))
+                      row.enabled, row.disabled_reason, row.origin, row.created_at)
 
 
 def config_id(url: str) -> str:
