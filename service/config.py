@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.webhooks.signatures import valid_secret
@@ -14,6 +14,17 @@ from service.webhooks.signatures import valid_secret
 CommaList = Annotated[list[str], NoDecode]
 EVENT_TYPES = ("pathway.escalated", "careplan.revised", "servicerequest.created")
 EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created"]
+
+
+def _standard_secret(value: str) -> str:
+    if not valid_secret(value):
+        raise ValueError("must be whsec_ followed by base64 of 24 to 64 bytes "
+                         "(`carepath webhook-secret` makes one)")
+    return value
+
+
+StandardWebhookSecret = Annotated[str, AfterValidator(_standard_secret), Field(
+    description="whsec_ followed by base64 of 24-64 random bytes")]
 
 
 class WebhookSource(BaseModel):
@@ -43,16 +54,8 @@ class WebhookSubscriberConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str
-    secret: str = Field(description="whsec_ followed by base64 of 24-64 random bytes")
+    secret: StandardWebhookSecret
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
-
-    @field_validator("secret")
-    @classmethod
-    def _standard_secret(cls, value: str) -> str:
-        if not valid_secret(value):
-            raise ValueError("must be whsec_ followed by base64 of 24 to 64 bytes "
-                             "(`carepath webhook-secret` makes one)")
-        return value
 
 
 def _split(value: object) -> object:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from typing import Any
 
@@ -22,6 +21,7 @@ from service.errors import (
 )
 from service.fhir.models import Issue
 from service.fhir.outcome import operation_outcome
+from service.webhooks.signatures import bearer_matches
 
 FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -74,13 +74,9 @@ def require_bearer(request: Request, tokens: list[str]) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    digest = hashlib.sha256(token.strip().encode()).digest()
-    matched = False
-    for candidate in tokens:
-        matched |= hmac.compare_digest(digest, hashlib.sha256(candidate.encode()).digest())
     if not tokens:
         raise Unauthorized("no API tokens are configured on this server (CAREPATH_API_TOKENS)")
-    if not matched:
+    if not bearer_matches(header, tokens):
         raise Unauthorized("invalid bearer token")
     return "api:" + hashlib.sha256(token.strip().encode()).hexdigest()[:12]
 

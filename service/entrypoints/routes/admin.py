@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from service.adapters import outbox, subscription_streams, webhook_subscribers
 from service.adapters.store import Store
-from service.config import EVENT_TYPES, EventType
+from service.config import EVENT_TYPES, EventType, StandardWebhookSecret
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.errors import NotFound, PreconditionFailed
-from service.webhooks.signatures import new_secret, valid_secret
+from service.webhooks.signatures import new_secret
 
 router = APIRouter(prefix="/admin", tags=["Admin"])
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -53,8 +53,8 @@ async def retry_outbox_item(
 class NewSubscriber(BaseModel):
     url: str = Field(description="https URL (plain http only on loopback)")
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
-    secret: str | None = Field(None, description="whsec_ + base64 of 24-64 bytes; generated if "
-                                                 "omitted, and returned once")
+    secret: StandardWebhookSecret | None = Field(
+        None, description="whsec_ + base64 of 24-64 bytes; generated if omitted, and returned once")
 
     @field_validator("url")
     @classmethod
@@ -64,13 +64,6 @@ class NewSubscriber(BaseModel):
             raise ValueError("must be an absolute http(s) URL")
         if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
             raise ValueError("plain http is only allowed on loopback; use https")
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: str | None) -> str | None:
-        if value is not None and not valid_secret(value):
-            raise ValueError("must be whsec_ followed by base64 of 24 to 64 bytes")
         return value
 
 
