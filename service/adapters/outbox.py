@@ -81,12 +81,15 @@ async def delivered(engine: AsyncEngine, worker: str, now: datetime,
                     results: list[tuple[int, int | None]]) -> int:
     """Settle (item id, HTTP status) pairs as delivered, in one transaction; returns how many
     were still held by this worker."""
+    by_status: dict[int | None, list[int]] = {}
+    for item_id, status in results:
+        by_status.setdefault(status, []).append(item_id)
     settled = 0
     async with engine.begin() as conn:
-        for item_id, status in results:
+        for status, ids in by_status.items():  # one UPDATE per distinct status (usually one)
             result = await conn.execute(
                 sa.update(o)
-                .where(o.c.id == item_id, o.c.locked_by == worker, o.c.status == "pending")
+                .where(o.c.id.in_(ids), o.c.locked_by == worker, o.c.status == "pending")
                 .values(locked_by=None, locked_until=None, status="delivered", delivered_at=now,
                         attempts=o.c.attempts + 1, last_status=status, last_error=None)
             )
