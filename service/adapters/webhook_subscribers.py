@@ -64,13 +64,13 @@ async def sync_configured(conn: AsyncConnection, configured: list[WebhookSubscri
 
 async def add(conn: AsyncConnection, *, url: str, secret: str, events: list[str],
               now: datetime) -> Subscriber:
-    sid = "sub-" + uuid.uuid4().hex[:16]
-    await conn.execute(sa.insert(w).values(id=sid, url=url, secret=secret, enabled=True,
+    added = Subscriber(id="sub-" + uuid.uuid4().hex[:16], url=url, secret=secret,
+                       events=tuple(events), enabled=True, disabled_reason=None, origin="api",
+                       created_at=now)
+    await conn.execute(sa.insert(w).values(id=added.id, url=url, secret=secret, enabled=True,
                                            event_types=orjson.dumps(events).decode(),
                                            created_at=now, origin="api"))
-    found = await get(conn, sid)
-    assert found is not None  # noqa: S101
-    return found
+    return added
 
 
 async def get(conn: AsyncConnection, sid: str) -> Subscriber | None:
