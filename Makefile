@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test openapi bench lint clean
+NODE_STAMP := tests/node/node_modules/.installed-stamp
+
+.PHONY: run test openapi bench lint clean peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +14,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Independent peers the suite tests against: Medplum's validator and FHIR router (Node, pinned by
+# tests/node/package-lock.json) and a headless Chromium from Debian's packages.
+$(NODE_STAMP): tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+peers: $(NODE_STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium is missing: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
 run: $(STAMP)
 	CAREPATH_API_TOKENS=$${CAREPATH_API_TOKENS:-dev-token} $(BIN)/carepath serve
 
-test: $(STAMP)
+test: $(STAMP) peers
 	$(BIN)/pytest
 
 openapi: $(STAMP)
