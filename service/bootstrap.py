@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.adapters.app_sessions import AppSessions
 from service.adapters.database import create_engine
 from service.config import Settings
 from service.rules.registry import Pathway
@@ -27,6 +30,7 @@ class Services:
     evaluator: PatientEvaluator
     ingestor: Ingestor
     receiver: WebhookReceiver
+    app_sessions: AppSessions
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -44,7 +48,15 @@ def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: C
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
                                      limits=httpx.Limits(max_connections=50))
     ingestor = Ingestor(engine, active, evaluator, clock)
+    session_secret = settings.app_session_secret
+    if session_secret is None:
+        session_secret = secrets.token_urlsafe(32)
+        if settings.app_client_id:
+            logging.getLogger("carepath").warning(
+                "no CAREPATH_APP_SESSION_SECRET: clinician sessions end when this process stops "
+                "and are not shared between replicas")
     return Services(
         settings=settings, engine=engine, pathways=pathways, clock=clock, http=http,
         evaluator=evaluator, ingestor=ingestor,
-        receiver=WebhookReceiver(ingestor, engine, http, clock))
+        receiver=WebhookReceiver(ingestor, engine, http, clock),
+        app_sessions=AppSessions(engine, session_secret, settings.app_session_seconds))

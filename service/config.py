@@ -103,6 +103,17 @@ class Settings(BaseSettings):
     cds_allowed_jku: CommaList = Field(default_factory=list)
     cors_origins: CommaList = Field(default_factory=list)
 
+    # The clinician app, a SMART App Launch 2.x client (issue 16)
+    app_client_id: str | None = Field(None, description=(
+        "the client_id the EHR registered for the clinician app (launch URL {base}/app/launch)"))
+    app_client_secret: str | None = Field(None, description=(
+        "only for a confidential client; public clients rely on PKCE alone"))
+    app_issuers: CommaList = Field(default_factory=list, description=(
+        "FHIR base URLs allowed as `iss`; the first is used for a standalone launch"))
+    app_session_secret: str | None = Field(None, min_length=32, description=(
+        "signs the session cookie (32+ characters); unset: a random one per process"))
+    app_session_seconds: int = Field(3600, gt=0, description="how long a signed-in view lasts")
+
     # Webhooks (issue 5): JSON lists in the environment
     webhook_sources: list[WebhookSource] = Field(default_factory=list)
     webhook_subscribers: list[WebhookSubscriberConfig] = Field(default_factory=list)
@@ -112,7 +123,7 @@ class Settings(BaseSettings):
         "multiplies the Standard Webhooks retry schedule (tests shrink it)"))
 
     _split_lists = field_validator(
-        "api_tokens", "cds_allowed_issuers", "cds_allowed_jku", "cors_origins",
+        "api_tokens", "cds_allowed_issuers", "cds_allowed_jku", "cors_origins", "app_issuers",
         mode="before")(classmethod(lambda cls, v: _split(v)))
 
     def webhook_source(self, name: str) -> WebhookSource | None:

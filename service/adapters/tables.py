@@ -158,3 +158,17 @@ subscription_gaps = sa.Table(
     sa.Column("detected_at", Instant, nullable=False),
     sa.Column("recovered_at", Instant, nullable=True),
 )
+
+# The clinician app's SMART launches and sessions (issue 16). `id` is the SHA-256 of the random
+# secret held (signed) in the browser's cookie, so the table alone cannot be used to sign in.
+app_sessions = sa.Table(
+    "app_sessions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("stage", sa.String(16), nullable=False),  # launch | session
+    sa.Column("issuer", sa.String(500), nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", Instant, nullable=False),
+    sa.Column("expires_at", Instant, nullable=False),
+    sa.Index("ix_app_sessions_expires", "expires_at"),
+)

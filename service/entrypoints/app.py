@@ -18,7 +18,15 @@ from service.bootstrap import Services, build_services
 from service.cds.cors import CdsCors
 from service.config import Settings
 from service.entrypoints.http import install_error_handlers
-from service.entrypoints.routes import admin, cds_hooks, fhir, health, timeline, webhooks
+from service.entrypoints.routes import (
+    admin,
+    cds_hooks,
+    clinician_app,
+    fhir,
+    health,
+    timeline,
+    webhooks,
+)
 from service.entrypoints.worker import build_worker
 from service.observability import routes as observability
 from service.observability.metrics import Metrics
@@ -82,6 +90,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.include_router(health.router)
     app.include_router(observability.router)
     app.include_router(timeline.router)
+    app.include_router(clinician_app.router)
     return app
 
 

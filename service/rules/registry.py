@@ -130,3 +130,15 @@ class Pathway:
     @cached_property
     def concepts(self) -> ConceptIndex:
         return ConceptIndex(self.definition)
+
+    @cached_property
+    def concepts_used(self) -> tuple[str, ...]:
+        """The concepts the rules' parameters name, in rule (precedence) order, each once: what
+        the pathway actually looks at, including a site's local codes added to those concepts."""
+        used: dict[str, None] = {}
+        for rule in self.definition.rules:
+            params = self.params.get(rule.id)
+            if params is not None:
+                used.update((value, None) for kind, _, value in _references(params)
+                            if kind == "concept")
+        return tuple(used)
