@@ -19,7 +19,8 @@ SNOMED = "http://snomed.info/sct"
 
 async def _post_scenario(client: httpx.AsyncClient, case: str) -> None:
     for step in sorted((FIXTURES / case).glob("step-*.bundle.json")):
-        assert (await client.post("/fhir", content=step.read_bytes(), headers=FHIR)).status_code == 200
+        posted = await client.post("/fhir", content=step.read_bytes(), headers=FHIR)
+        assert posted.status_code == 200
 
 
 def _chart(html: str, concept: str) -> str:

@@ -169,14 +169,13 @@ def _nice_step(span: float, integer: bool) -> float:
 
 
 def _value_range(m: Measure) -> tuple[float, float]:
-    """The measure's valid range; zoomed to the data when they fill under 15% of it (PVR)."""
+    """The measure's valid range, so a change is drawn to scale (ODI 44 -> 40 is small). Only the
+    top comes down, to a round value, when every value is under a quarter of it (PVR in mL)."""
     values = [p.value for line in m.lines for p in line.points]
-    low, high = m.low, m.high
-    if values and (max(values) - min(values) + 1e-9) < 0.15 * (high - low) and high - low > 10:
-        step = _nice_step(max(max(values) - min(values), (high - low) / 20), m.integer)
-        low = max(m.low, math.floor(min(values) / step) * step - step)
-        high = min(m.high, math.ceil(max(values) / step) * step + step)
-    return low, high
+    if values and m.low <= 0 and max(values) < m.low + 0.25 * (m.high - m.low):
+        step = _nice_step(max(values) * 1.25 - m.low, m.integer)
+        return m.low, min(m.high, math.ceil(max(values) * 1.25 / step) * step)
+    return m.low, m.high
 
 
 def _refs(m: Measure) -> set[str]:

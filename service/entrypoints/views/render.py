@@ -24,6 +24,7 @@ def _environment() -> Environment:
     env.filters["day"] = lambda t: f"{t.day} {t:%b %Y}" if t else ""
     env.filters["moment"] = lambda t: f"{t.day} {t:%b %Y %H:%M}" if t else ""
     env.filters["n"] = lambda v: f"{v:.1f}"
+    env.filters["sentence"] = lambda text: text[:1].upper() + text[1:] if text else text
     return env
 
 
