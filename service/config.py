@@ -65,7 +65,9 @@ def _split(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore", frozen=True)
+    # An empty variable counts as unset (`docker run -e DATABASE_URL="$DATABASE_URL"`, unset).
+    model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore", frozen=True,
+                                      env_ignore_empty=True)
 
     database_url: str = Field(
         "sqlite+aiosqlite:///./data/carepath.db",

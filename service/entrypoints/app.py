@@ -17,6 +17,7 @@ from service.adapters.database import migrate
 from service.bootstrap import Services, build_services
 from service.cds.cors import CdsCors
 from service.config import Settings
+from service.entrypoints.docs import install_docs
 from service.entrypoints.http import install_error_handlers
 from service.entrypoints.routes import (
     admin,
@@ -77,7 +78,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             await services.engine.dispose()
 
     app = FastAPI(title="Carepath", version=__version__, lifespan=lifespan,
-                  description="FHIR R4 care-pathway service for lumbar radiculopathy.")
+                  description="FHIR R4 care-pathway service for lumbar radiculopathy.",
+                  docs_url=None, redoc_url=None)
+    install_docs(app)
     install_error_handlers(app)
     app.state.metrics = metrics
     app.add_middleware(RequestContext, metrics=metrics)

@@ -3,6 +3,7 @@ change can be checked against real records before it is switched on. Nothing is 
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ SUFFIXES = (".json", ".ndjson")
 @dataclass
 class ReplaySummary:
     files: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # JSON that is not FHIR (notes, case files)
+    unreadable: list[str] = field(default_factory=list)  # files that cannot be read or parsed
     patients: int = 0
-    rejected: int = 0
+    rejected: list[str] = field(default_factory=list)  # "Type/id (file): where: problem"
     urgency: Counter[str] = field(default_factory=Counter)
     rules: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -70,20 +72,28 @@ def replay(path: Path, pathway: Pathway, now: datetime,
     """Group every readable resource by patient, then decide each patient once, as of `now`."""
     summary = ReplaySummary()
     by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    origin: dict[str, str] = {}
     for file in input_files(path):
         try:
             resources = list(read_resources(file))
-        except (OSError, ValueError) as exc:
+        except (OSError, orjson.JSONDecodeError) as exc:
+            summary.unreadable.append(f"{file}: {str(exc)[:120]}")
+            continue
+        except ValueError as exc:
             summary.skipped.append(f"{file}: {str(exc)[:120]}")
             continue
         summary.files += 1
         for resource in resources:
             if patient := subject_id(resource):
                 by_patient[patient].append(resource)
+                origin.setdefault(f"{resource.get('resourceType')}/{resource.get('id')}", file.name)
     total = len(by_patient)
     for done, (_, resources) in enumerate(sorted(by_patient.items()), start=1):
         result, _ = evaluate_resources(pathway, resources, now)
-        summary.rejected += len(result["rejected"])
+        summary.rejected += [
+            f"{r['resource']} ({origin.get(r['resource'], '?')}): "
+            + "; ".join(f"{i['expression']}: {i['message']}" for i in r["issues"])
+            for r in result["rejected"]]
         for decision in result["decisions"]:
             summary.patients += 1
             summary.urgency[decision["urgency"] or "none"] += 1
@@ -94,41 +104,81 @@ def replay(path: Path, pathway: Pathway, now: datetime,
     return summary
 
 
-def run(path: Path, pathways_dir: Path, now: datetime, output: Path | None = None) -> int:
-    """`carepath replay`: a progress bar on stderr, then the summary; 2 if nothing was read."""
+def _progress(console: Any) -> Any:
+    """Count, percentage, rate and time left, so a long replay says how long it will take."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.1f} patients/s" if task.speed else "- patients/s")
+
+    return Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(), RateColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+
+
+def run(path: Path, pathways_dir: Path, now: datetime, output: Path | None = None, *,
+        allow_rejected: bool = False) -> int:
+    """`carepath replay`: progress on stderr, each rejected input and unreadable file named on
+    stderr (JSON files that are not FHIR, such as notes, are only counted), then the summary on
+    stdout. Exit 2 if nothing was read, 1 if an input was rejected or a file could not be read
+    (unless `allow_rejected`), else 0."""
     from rich.console import Console
-    from rich.progress import Progress
 
     from service.rules.loader import load_pathways
 
     pathway = next(iter(load_pathways(pathways_dir).values()))
-    console, errors = Console(), Console(stderr=True)
+    # Off a terminal (a pipe, a CI log) rich would wrap at 80 columns: give it room instead.
+    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200, highlight=False)
     try:
-        with Progress(console=errors, transient=True) as bar:
-            task = bar.add_task("evaluating patients", total=None)
+        with _progress(errors) as bar:
+            task = bar.add_task("evaluating", total=None)
             summary = replay(path, pathway, now,
                              lambda done, total: bar.update(task, completed=done, total=total))
     except FileNotFoundError as exc:
-        errors.print(f"carepath: {exc}")
+        errors.print(f"carepath: {exc}", markup=False)
         return 2
-    for skipped in summary.skipped[:5]:
-        errors.print(f"skipped {skipped}", markup=False, highlight=False, soft_wrap=True)
-    if len(summary.skipped) > 5:
-        errors.print(f"... and {len(summary.skipped) - 5} more files that are not FHIR resources")
+    for skipped in summary.skipped[:3]:
+        errors.print(f"skipped (not FHIR) {skipped}", markup=False, soft_wrap=True)
+    if len(summary.skipped) > 3:
+        errors.print(f"skipped {len(summary.skipped) - 3} more JSON files that are not FHIR",
+                     markup=False, soft_wrap=True)
+    for unreadable in summary.unreadable:
+        errors.print(f"rejected file {unreadable}", markup=False, soft_wrap=True)
+    for rejected in summary.rejected:
+        errors.print(f"rejected {rejected}", markup=False, soft_wrap=True)
     if output is not None:
         output.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in summary.decisions))
     name = f"{pathway.definition.id}|{pathway.definition.version}"
-    console.print(f"Replay of {name} as of {now.isoformat()}", soft_wrap=True, highlight=False)
+    console.print(f"Replay of {name} as of {now.isoformat()}", soft_wrap=True)
     console.print(summary_table(summary))
-    return 0 if summary.files else 2
+    for line in _caption(summary):
+        console.print(line, soft_wrap=True, markup=False)
+    if not summary.files:
+        return 2
+    if (summary.rejected or summary.unreadable) and not allow_rejected:
+        console.print("exit 1: inputs were rejected (--allow-rejected to accept that)",
+                      soft_wrap=True, markup=False)
+        return 1
+    return 0
 
 
 def summary_table(summary: ReplaySummary) -> Any:
     from rich.table import Table
 
     outcomes = sorted({o for counts in summary.rules.values() for o in counts})
-    table = Table(title=f"{summary.patients} patients from {summary.files} files",
-                  caption=_caption(summary))
+    table = Table(title=f"{summary.patients} patients from {summary.files} files")
     table.add_column("rule")
     for outcome in outcomes:
         table.add_column(outcome, justify="right")
@@ -137,7 +187,8 @@ def summary_table(summary: ReplaySummary) -> Any:
     return table
 
 
-def _caption(summary: ReplaySummary) -> str:
+def _caption(summary: ReplaySummary) -> list[str]:
     urgency = ", ".join(f"{k}: {v}" for k, v in sorted(summary.urgency.items()))
-    return (f"urgency: {urgency or 'none'}; rejected inputs: {summary.rejected}; "
-            f"skipped files: {len(summary.skipped)}")
+    return [f"urgency: {urgency or 'none'}",
+            f"rejected inputs: {len(summary.rejected)}; unreadable files: "
+            f"{len(summary.unreadable)}; skipped files (not FHIR): {len(summary.skipped)}"]

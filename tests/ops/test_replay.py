@@ -65,9 +65,42 @@ def test_unreadable_files_are_skipped_and_the_rest_still_evaluated(
     step = FIXTURES / "01-conservative-start" / "step-1.bundle.json"
     (tmp_path / "good.json").write_bytes(step.read_bytes())
     summary = replay(tmp_path, pathway, AS_OF)
-    assert summary.patients == 1 and summary.files == 1 and len(summary.skipped) == 2
-    assert main(["replay", str(tmp_path), "--at", AT]) == 0
-    assert "skipped" in capsys.readouterr().err
+    assert summary.patients == 1 and summary.files == 1
+    assert len(summary.unreadable) == 1 and len(summary.skipped) == 1
+    assert main(["replay", str(tmp_path), "--at", AT]) == 1, "a corrupt file fails the replay"
+    err = capsys.readouterr().err
+    assert "rejected file" in err and "broken.json" in err
+    assert "skipped (not FHIR)" in err and "notes.json" in err
+    assert main(["replay", str(tmp_path), "--at", AT, "--allow-rejected"]) == 0
+
+
+def test_each_rejected_input_is_named_with_its_reason_and_fails_the_replay(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = FIXTURES / "20-odi-raw-score"
+    for name in ("step-1.bundle.json", "rejected.odi-unflagged.json"):
+        (tmp_path / name).write_bytes((scenario / name).read_bytes())
+    assert main(["replay", str(tmp_path), "--at", AT]) == 1
+    captured = capsys.readouterr()
+    assert ("rejected Observation/20-odi-unflagged (rejected.odi-unflagged.json): "
+            "Observation.valueQuantity: odi: valueQuantity: unit is missing") in captured.err
+    assert "rejected inputs: 1; unreadable files: 0" in captured.out
+    assert main(["replay", str(tmp_path), "--at", AT, "--allow-rejected"]) == 0
+
+
+def test_the_progress_shows_count_rate_and_time_left() -> None:
+    from rich.console import Console
+
+    from service.service_layer.replay import _progress
+
+    console = Console(record=True, force_terminal=True, width=160)
+    with _progress(console) as bar:
+        task = bar.add_task("evaluating", total=40)
+        for done in range(1, 11):
+            bar.update(task, completed=done)
+        line = bar.get_renderable()
+        console.print(line)
+    shown = console.export_text()
+    assert "10/40" in shown and "25%" in shown and "patients/s" in shown and "ETA" in shown
 
 
 def test_a_missing_source_exits_2_with_a_message(tmp_path: Path,
