@@ -3,7 +3,8 @@
 #
 #   docker build -t carepath .
 #   docker run --rm -p 8080:8080 -e CAREPATH_API_TOKENS=change-me \
-#       -e DATABASE_URL="$DATABASE_URL" carepath     # postgresql://...; default: SQLite in a volume
+#       -v carepath-data:/var/lib/carepath carepath   # SQLite in the volume
+#   (PostgreSQL: add -e DATABASE_URL=postgresql://user:password@host:5432/carepath)
 
 FROM python:3.11.10-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

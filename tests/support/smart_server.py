@@ -122,3 +122,28 @@ class SmartAuthServer:
                     "patient": self.token_patient or issued["patient"]}
 
         return app
+
+
+def main() -> None:
+    """Play the EHR's authorization server on loopback, to try the clinician app by hand."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.smart_server")
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--carepath", default="http://127.0.0.1:8080", help="Carepath's base URL")
+    parser.add_argument("--patient", default="lrp-03", help="the patient in the EHR's context")
+    args = parser.parse_args()
+    server = SmartAuthServer(base=f"http://127.0.0.1:{args.port}", standalone_patient=args.patient,
+                             redirect_uris={f"{args.carepath}/app/callback"})
+    launch = server.launch_for(args.patient)
+    print(f"Carepath needs: CAREPATH_APP_CLIENT_ID={CLIENT_ID} "
+          f"CAREPATH_APP_ISSUERS={server.fhir_base}\n"
+          f"EHR launch, open: {args.carepath}/app/launch?iss={server.fhir_base}&launch={launch}",
+          flush=True)
+    uvicorn.run(server.app(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
