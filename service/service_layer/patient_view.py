@@ -5,6 +5,7 @@ its evidence in words. Rendering (SVG geometry, HTML) is the entrypoint's busine
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -14,12 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.adapters.store import Store
 from service.domain.facts import Measurement, Side
 from service.fhir.models import INPUT_TYPES
-from service.fhir.normalize import to_facts
+from service.fhir.normalize import OWN_KEY_PREFIX, to_facts
 from service.fhir.time import parse_datetime
 from service.rules.registry import Pathway
 
 _OPEN_REQUEST = {"draft", "active", "on-hold"}
 _OPEN_TASK = {"draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold"}
+_ITEM_KEY = re.compile(r"\((?:[a-z]-)([a-z][a-z-]*)\)")
 _PRIORITY_ORDER = {"stat": 0, "asap": 1, "urgent": 2, "routine": 3}
 SIDE_LABEL = {Side.LEFT: "Left", Side.RIGHT: "Right", Side.BILATERAL: "Both sides",
               Side.UNSPECIFIED: "Side not stated"}
@@ -127,7 +129,8 @@ def build(pathway: Pathway, patient_id: str, inputs: list[dict[str, Any]],
           ) -> PatientView:
     facts = to_facts(patient_id, inputs, pathway.concepts)
     by_ref = {m.ref: m for m in facts.measurements}
-    decisions = _decisions(pathway, evaluations, by_ref)
+    named = {f"{r.get('resourceType')}/{r.get('id')}": _coded_name(r) for r in inputs}
+    decisions = _decisions(pathway, evaluations, by_ref, named)
     measures = _measures(pathway, facts.measurements, decisions)
     definition = pathway.definition
     charted = {m.concept for m in measures}
@@ -180,17 +183,26 @@ def _proposals(outputs: list[dict[str, Any]]) -> tuple[Proposal, ...]:
             title=_text(r, "code") or "Service request",
             priority=r.get("priority", "routine"),
             status=r.get("status", "unknown"),
-            reason="; ".join(n.get("text", "") for n in r.get("note", []) if n.get("text")),
+            reason=readable("; ".join(n.get("text", "") for n in r.get("note", [])
+                                      if n.get("text"))),
             authored=parse_datetime(r.get("authoredOn")))
         for r in outputs
-        if r.get("resourceType") == "ServiceRequest" and r.get("status") in _OPEN_REQUEST]
+        if r.get("resourceType") == "ServiceRequest" and r.get("status") in _OPEN_REQUEST
+        and _proposed_by_pathway(r)]
     return tuple(sorted(found, key=lambda p: (_PRIORITY_ORDER.get(p.priority, 9), p.title)))
+
+
+def _proposed_by_pathway(resource: dict[str, Any]) -> bool:
+    """Ours (the deterministic urn:lrp: identifier), not the EHR's own orders."""
+    return any(str(i.get("value", "")).startswith(OWN_KEY_PREFIX)
+               for i in resource.get("identifier", []))
 
 
 def _tasks(outputs: list[dict[str, Any]], now: datetime) -> tuple[OpenTask, ...]:
     found = []
     for r in outputs:
-        if r.get("resourceType") != "Task" or r.get("status") not in _OPEN_TASK:
+        if r.get("resourceType") != "Task" or r.get("status") not in _OPEN_TASK \
+                or not _proposed_by_pathway(r):
             continue
         due = parse_datetime(((r.get("restriction") or {}).get("period") or {}).get("end"))
         notes = [n.get("text", "") for n in r.get("note", [])]
@@ -204,8 +216,25 @@ def _tasks(outputs: list[dict[str, Any]], now: datetime) -> tuple[OpenTask, ...]
                                               t.description)))
 
 
+def _coded_name(resource: dict[str, Any]) -> str | None:
+    """'Retention of urine, unspecified (R33.9)': the record's own words for what it codes."""
+    code = resource.get("code") or {}
+    first = next(iter(code.get("coding") or []), {})
+    words = code.get("text") or first.get("display")
+    if not words:
+        return None
+    code_value = first.get("code")
+    return f"{words} ({code_value})" if code_value and code_value not in words else words
+
+
+def readable(reason: str) -> str:
+    """A rule's reason without the pathway's item keys: '(a-bladder)' reads '(bladder)'."""
+    return _ITEM_KEY.sub(lambda m: f"({m.group(1).replace('-', ' ')})", reason)
+
+
 def _decisions(pathway: Pathway, evaluations: list[dict[str, Any]],
-               by_ref: dict[str, Measurement]) -> tuple[Decision, ...]:
+               by_ref: dict[str, Measurement], named: dict[str, str | None]
+               ) -> tuple[Decision, ...]:
     """Each rule that was met, once per distinct evidence, placed at its latest evidence time."""
     seen: set[tuple[str, tuple[str, ...]]] = set()
     out = []
@@ -219,7 +248,8 @@ def _decisions(pathway: Pathway, evaluations: list[dict[str, Any]],
             if key in seen:
                 continue
             seen.add(key)
-            evidence = tuple(_evidence(pathway, ev, by_ref) for ev in result.get("evidence", []))
+            evidence = tuple(_evidence(pathway, ev, by_ref, named)
+                             for ev in result.get("evidence", []))
             times = [e.time for e in evidence if e.time]
             ran = record["evaluated_at"]
             when = max(times) if times else parse_datetime(str(ran).replace(" ", "T"))
@@ -227,12 +257,13 @@ def _decisions(pathway: Pathway, evaluations: list[dict[str, Any]],
             out.append(Decision(
                 rule=result["rule"], title=rule.title if rule else result["rule"],
                 source=rule.source if rule else "", time=when or record["evaluated_at"],
-                priority=result.get("priority"), reason=result.get("reason", ""),
+                priority=result.get("priority"), reason=readable(result.get("reason", "")),
                 evidence=evidence))
     return tuple(sorted(out, key=lambda d: (d.time, d.rule)))
 
 
-def _evidence(pathway: Pathway, ev: dict[str, Any], by_ref: dict[str, Measurement]) -> Evidence:
+def _evidence(pathway: Pathway, ev: dict[str, Any], by_ref: dict[str, Measurement],
+              named: dict[str, str | None]) -> Evidence:
     ref = str(ev.get("ref"))
     time = parse_datetime(ev.get("time"))
     measured = by_ref.get(ref)
@@ -240,7 +271,9 @@ def _evidence(pathway: Pathway, ev: dict[str, Any], by_ref: dict[str, Measuremen
         return Evidence(ref, measure_label(pathway, measured), time or measured.time)
     what = str(ev.get("what") or ref)
     concept = pathway.definition.concepts.get(what.split(" ")[0])
-    if concept is not None:
+    if named.get(ref):
+        what = str(named[ref])
+    elif concept is not None:
         what = concept.description + what[len(what.split(" ")[0]):]
     value = ev.get("value")
     return Evidence(ref, what + (f": {value}" if value not in (None, "") else ""), time)

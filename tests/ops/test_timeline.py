@@ -141,3 +141,21 @@ async def test_the_page_needs_a_token_and_a_known_patient(client: httpx.AsyncCli
     assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
     anonymous = await client.get("/patients/lrp-07/timeline", headers={"Authorization": ""})
     assert anonymous.status_code == 401
+
+
+async def test_the_ehrs_own_orders_are_not_listed_as_the_pathways_proposals(
+        client: httpx.AsyncClient) -> None:
+    await _post_scenario(client, "02-clinician-mri-blocked")
+    html = (await client.get("/patients/lrp-02/timeline")).text
+    proposals = html[html.index('id="proposals"'):html.index('id="tasks"')]
+    assert "Referral to physiotherapy" in proposals
+    assert "MR Lumbar spine" not in proposals, "the clinician's own MRI draft is not ours"
+    assert "Imaging not indicated yet" in html[html.index('id="tasks"'):html.index('id="charts"')]
+
+
+async def test_red_flag_evidence_reads_in_the_records_own_words(client: httpx.AsyncClient) -> None:
+    await _post_scenario(client, "03-urinary-retention")
+    html = (await client.get("/patients/lrp-03/timeline")).text
+    explained = html[html.index('id="decisions"'):]
+    assert "Retention of urine, unspecified (R33.9): confirmed" in explained
+    assert "(a-bladder)" not in html and "(bladder)" in explained

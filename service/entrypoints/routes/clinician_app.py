@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from dataclasses import asdict
 from urllib.parse import quote
 
@@ -34,6 +35,7 @@ from service.service_layer import patient_view
 router = APIRouter(prefix="/app", tags=["Clinician app (SMART on FHIR)"])
 log = logging.getLogger("carepath.app")
 LAUNCH_COOKIE, SESSION_COOKIE = "carepath_launch", "carepath_session"
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def _page(status: int, title: str, message: str, hint: str = "") -> HTMLResponse:
@@ -110,7 +112,7 @@ async def callback(request: Request, services: ServicesDep, code: str | None = N
                                     redirect_uri=pending.data["redirect_uri"], code=code,
                                     code_verifier=pending.data["code_verifier"])
         patient = token.get("patient")
-        if not isinstance(patient, str) or not patient:
+        if not isinstance(patient, str) or not _FHIR_ID.fullmatch(patient):
             raise LaunchRefused("the EHR granted no patient context (launch/patient)")
         claims = (await verify_id_token(services.http, server, token["id_token"],
                                         settings.app_client_id)
