@@ -70,7 +70,10 @@ async def test_a_session_sees_only_its_patient(app_client: httpx.AsyncClient,
     other = await app_client.get("/app/patients/lrp-03")
     assert other.status_code == 403 and "different patient" in other.text
     assert "Case03" not in other.text
+    home = await app_client.get("/app/")
+    assert home.status_code == 303 and home.headers["location"].endswith("/app/patients/lrp-07")
     app_client.cookies.clear()
+    assert (await app_client.get("/app/")).status_code == 401
     assert (await app_client.get("/app/patients/lrp-07")).status_code == 401
 
 

@@ -145,3 +145,14 @@ async def patient_page(patient_id: str, request: Request, services: ServicesDep)
     if view is None:
         return _page(404, "Nothing on file", "Carepath has no data for this patient yet.")
     return HTMLResponse(render.patient_page(view), headers=render.headers())
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, services: ServicesDep) -> Response:
+    """The signed-in patient's page (a bookmark to the app lands here)."""
+    session = await services.app_sessions.session(request.cookies.get(SESSION_COOKIE),
+                                                  services.clock())
+    if session is None:
+        return _page(401, "Not signed in", "Open Carepath from the patient's chart in the EHR.")
+    base = _base(request, services.settings.base_url)
+    return RedirectResponse(f"{base}/app/patients/{quote(session.patient_id, safe='')}", 303)
