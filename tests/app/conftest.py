@@ -4,6 +4,7 @@ scenarios loaded and the app registered with that server."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,15 @@ from tests.fhirserver.serve import serving
 from tests.support.smart_server import CLIENT_ID, SmartAuthServer
 
 SCENARIOS = ("03-urinary-retention", "07-ehl-drop-confirmed", "11-r7-failed-conservative")
+SCREENSHOTS = pytest.StashKey[Path]()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # type: ignore[no-untyped-def]
+    """Say where the browser test left its screenshots, so a person can look at them."""
+    folder = config.stash.get(SCREENSHOTS, None)
+    if folder is not None:
+        saved = ", ".join(sorted(p.name for p in folder.glob("*.png")))
+        terminalreporter.write_line(f"screenshots of the clinician view in {folder}: {saved}")
 
 
 @pytest.fixture

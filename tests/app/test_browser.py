@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from service.entrypoints.app import create_app
-from tests.app.conftest import SCENARIOS
+from tests.app.conftest import SCENARIOS, SCREENSHOTS
 from tests.conftest import FIXTURES, ROOT, TOKEN, make_settings
 from tests.fhirserver.serve import free_port, serving
 from tests.support.smart_server import CLIENT_ID, SmartAuthServer
@@ -87,11 +87,12 @@ def browser(stack: Stack) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def shots() -> Iterator[Path]:
+def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The folder, announced in pytest's closing summary (tests/app/conftest.py)."""
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True)
+    request.config.stash[SCREENSHOTS] = SHOTS
     yield SHOTS
-    print(f"\nscreenshots of the clinician view: {SHOTS}")
 
 
 def _open_from_the_ehr(browser, stack: Stack, patient: str):  # type: ignore[no-untyped-def]
