@@ -146,11 +146,11 @@ def _time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     while t <= end:
         if t >= start:
             label = f"{t.day} {t:%b}"
-            if step < _DAY:
-                label += f" {t:%H:%M}"
             if t.year != year:
                 label += f" {t.year}"
                 year = t.year
+            if step < _DAY:
+                label += f" {t:%H:%M}"
             ticks.append((t, label))
         if step >= 30 * _DAY:
             months = round(step / (30 * _DAY))
