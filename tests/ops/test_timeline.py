@@ -159,3 +159,28 @@ async def test_red_flag_evidence_reads_in_the_records_own_words(client: httpx.As
     explained = html[html.index('id="decisions"'):]
     assert "Retention of urine, unspecified (R33.9): confirmed" in explained
     assert "(a-bladder)" not in html and "(bladder)" in explained
+
+
+def test_an_overdue_task_is_listed_first_and_says_since_when(pathway) -> None:  # type: ignore[no-untyped-def]
+    from service.entrypoints.views.render import patient_page
+    from service.service_layer.patient_view import build
+    from tests.conftest import AS_OF
+
+    def task(tid: str, text: str, due: str | None) -> dict[str, object]:
+        return {"resourceType": "Task", "id": tid, "status": "requested", "intent": "proposal",
+                "priority": "routine", "description": text, "for": {"reference": "Patient/p"},
+                "identifier": [{"value": f"urn:lrp:p:e:task:{tid}"}],
+                "note": [{"text": "Raised by R0"}],
+                **({"restriction": {"period": {"end": due}}} if due else {})}
+
+    patient = {"resourceType": "Patient", "id": "p", "birthDate": "1970-05-01"}
+    view = build(pathway, "p", [patient],
+                 [task("a", "Collect pain NRS and ODI", None),
+                  task("b", "Red-flag screen due", "2026-02-20T09:00:00Z"),
+                  task("c", "Someone else's task", None) | {"identifier": []}], [], AS_OF)
+    assert [t.description for t in view.tasks] == ["Red-flag screen due",
+                                                   "Collect pain NRS and ODI"]
+    assert view.tasks[0].overdue and view.tasks[0].raised_by == "R0"
+    html = patient_page(view)
+    assert 'class="task overdue"' in html and "overdue</strong> since 20 Feb 2026 09:00" in html
+    assert view.header.age == 55 and "No pathway rule has fired" in html
