@@ -1,0 +1,90 @@
+"""The data one CDS call decides on, gathered in one place.
+
+For each prefetch key: what the EHR prefetched; else the same query fetched from its
+`fhirServer`; else (no `fhirServer` given) what Carepath holds for the patient, received through
+its FHIR API and webhooks. `412` only when none of these can supply it. Prefetched and fetched
+resources are validated as input is; the stored record was validated when it arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.adapters.store import Store
+from service.bootstrap import Services
+from service.cds import prefetch
+from service.cds.draft_orders import DraftOrder, read_draft_orders
+from service.cds.models import HookRequestIn
+from service.errors import MalformedBody, PreconditionFailed
+from service.fhir.models import INPUT_TYPES, Issue
+from service.fhir.normalize import subject_id
+
+
+@dataclass
+class Inputs:
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    drafts: list[DraftOrder] = field(default_factory=list)
+    stored_keys: list[str] = field(default_factory=list)  # keys answered from Carepath's own record
+
+
+async def gather(services: Services, request: HookRequestIn) -> Inputs:
+    """The patient's data for this call (see the module docstring for the order of sources)."""
+    context = request.context.model_dump(exclude_none=True)
+    patient_id = request.context.patientId
+    values = dict(request.prefetch or {})
+    missing = [key for key in prefetch.TEMPLATES if key not in values]
+    inputs = Inputs()
+    if missing and request.fhirServer:
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+        for key in missing:
+            values[key] = await prefetch.fetch(services.http, request.fhirServer, token,
+                                               prefetch.render(prefetch.TEMPLATES[key], context))
+    elif missing:
+        inputs.resources += await _stored(services, patient_id, missing)
+        inputs.stored_keys = missing
+    for key in prefetch.TEMPLATES:
+        for i, resource in enumerate(prefetch.resources_of(values.get(key))):
+            if isinstance(resource, dict) and resource.get("resourceType") not in INPUT_TYPES:
+                continue  # a type this pathway version does not read (yet): not evidence
+            _admit(services, inputs, resource, f"prefetch.{key}[{i}]", patient_id)
+    return inputs
+
+
+async def _stored(services: Services, patient_id: str, keys: list[str]) -> list[dict[str, Any]]:
+    async with services.engine.connect() as conn:
+        on_file = await Store(conn).for_patient(patient_id, INPUT_TYPES)
+    if not on_file:
+        raise PreconditionFailed(
+            f"prefetch {', '.join(keys)} missing, no fhirServer to fetch it from, and Carepath holds "
+            f"no data for this patient")
+    wanted = {prefetch.resource_type(key) for key in keys}
+    return [r for r in on_file if r["resourceType"] in wanted]
+
+
+def add_draft_orders(services: Services, request: HookRequestIn, inputs: Inputs) -> None:
+    """The draft ServiceRequests become inputs (RequestOnFile facts); an invalid one is refused
+    with the place it is at, never skipped."""
+    patient_id = request.context.patientId
+    for draft in read_draft_orders(request.context.draftOrders, request.hook, patient_id):
+        services.ingestor.check(draft.resource, f"{draft.where}.resource.")
+        if subject_id(draft.resource) != patient_id:
+            where = f"{draft.where}.resource.subject"
+            raise MalformedBody(f"{where} is not context.patientId",
+                                [Issue(where, "a draft order must be for context.patientId", "value")])
+        inputs.resources.append(draft.resource)
+        inputs.drafts.append(draft)
+
+
+def _admit(services: Services, inputs: Inputs, resource: Any, where: str, patient_id: str) -> bool:
+    problems = services.ingestor.problems(resource, where + ".")
+    if problems:
+        inputs.skipped.append(f"{problems[0].expression}: {problems[0].message}")
+        return False
+    owner = subject_id(resource)
+    if owner not in (None, patient_id):
+        inputs.skipped.append(f"{where}: belongs to another patient")
+        return False
+    inputs.resources.append(resource)
+    return True
