@@ -8,6 +8,7 @@ its public base URL.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from service.cds.draft_orders import DraftOrder
 from service.cds.models import ActionOut, CardOut, LinkOut, SourceOut, SuggestionOut
+from service.cds.prefetch import TEMPLATES
 from service.cds.wording import cited, concept_name, day, evidence_line, order_name, resource_name
 from service.domain.evaluation import Outcome, RuleResult, Urgency
 from service.rules.registry import Pathway
@@ -28,6 +30,7 @@ _IMAGING = "lumbar_imaging"
 _NS = uuid.UUID("6f1d3c2e-8a4b-4c1e-9d2f-5b7a0e3c4d10")
 _OVERRIDE = "http://carepath.example.org/fhir/CodeSystem/override-reason"
 _MAX_SUMMARY = 139
+_PARENTHESES = re.compile(r"\s*\([^)]*\)")
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,8 @@ def _links(ctx: CardContext) -> list[LinkOut] | None:
 def _data_note(ctx: CardContext) -> str:
     lines = []
     if ctx.stored_keys:
-        lines.append("*Data: the EHR sent no " + ", ".join(ctx.stored_keys)
-                     + "; Carepath used what it holds for this patient.*")
+        keys = "prefetch" if set(ctx.stored_keys) >= set(TEMPLATES) else ", ".join(ctx.stored_keys)
+        lines.append(f"*Data: the EHR sent no {keys}; Carepath used what it holds for this patient.*")
     if ctx.skipped:
         shown = "; ".join(ctx.skipped[:5]) + (" ..." if len(ctx.skipped) > 5 else "")
         lines.append(f"*{len(ctx.skipped)} record(s) could not be read and were left out: {shown}*")
@@ -90,7 +93,9 @@ def _rule_line(ctx: CardContext, result: RuleResult) -> str:
     status = {Outcome.MET: "", Outcome.INDETERMINATE: " (cannot be judged yet)"}.get(result.outcome, " (not met)")
     evidence = "; ".join(evidence_line(ctx.pathway, e, ctx.resources) for e in result.evidence)
     source = cited(rule.source)
-    return (f"- **{rule.title}**{status}: {result.reason}"
+    echo = rule.title.split(": ")[-1].lower() + ": "  # "...gate: imaging not indicated yet"
+    reason = result.reason[len(echo):] if result.reason.lower().startswith(echo) else result.reason
+    return (f"- **{rule.title}**{status}: {reason}"
             + (f". Evidence: {evidence}" if evidence else "") + (f". *{source}*" if source else ""))
 
 
@@ -119,13 +124,13 @@ def patient_view_cards(ctx: CardContext, decision: Decision) -> list[CardOut]:
     evaluation = decision.evaluation
     plan = evaluation.plan
     wanted = ", ".join(r.get("code", {}).get("text", "request") for r in decision.outputs.service_requests)
-    tasks = [t.description.split(":")[0] for t in plan.tasks]
+    tasks = "; ".join(_PARENTHESES.sub("", t.description.split(":")[0]).lower() for t in plan.tasks)
     if evaluation.episode is None and not plan.requests:
         summary = "Lumbar radiculopathy pathway: no radicular episode on file"
     elif plan.urgency is Urgency.EMERGENCY:
         summary = f"RED FLAG: {wanted or 'urgent escalation'}"
     else:
-        summary = f"Lumbar radiculopathy: {wanted or '; '.join(tasks) or 'no new requests'}"
+        summary = f"Lumbar radiculopathy: {'; '.join(p for p in (wanted, tasks) if p) or 'no new requests'}"
     relevant = [r for r in evaluation.results if r.outcome is not Outcome.NOT_MET] or list(evaluation.results)
     detail = "\n".join(_rule_line(ctx, r) for r in relevant) + _data_note(ctx)
     card = CardOut(uuid=_uuid(ctx.hook_instance, "status"), summary=_summary(summary),

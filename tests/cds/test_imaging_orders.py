@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.cds.support import BASE, ISSUER, FakeEhr, call, hook_request, prefetch_of, scenario, serve
+from tests.cds.support import (
+    BASE,
+    ISSUER,
+    FakeEhr,
+    call,
+    hook_request,
+    prefetch_of,
+    scenario,
+    serve,
+)
 from tests.conftest import ROOT, make_settings
 
 OSEL = "carepath-imaging-order-select"
