@@ -42,6 +42,7 @@ class CardContext:
     resources: Mapping[str, Mapping[str, Any]]  # the inputs by reference ("Condition/abc")
     base_url: str | None = None
     stored_keys: Sequence[str] = ()  # prefetch keys answered from Carepath's own record
+    unavailable: Sequence[str] = ()  # supporting prefetch keys no source could answer
     skipped: Sequence[str] = ()
 
 
@@ -82,6 +83,9 @@ def _data_note(ctx: CardContext) -> str:
     if ctx.stored_keys:
         keys = "prefetch" if set(ctx.stored_keys) >= set(TEMPLATES) else ", ".join(ctx.stored_keys)
         lines.append(f"*Data: the EHR sent no {keys}; Carepath used what it holds for this patient.*")
+    if ctx.unavailable:
+        lines.append(f"*Data: no {', '.join(ctx.unavailable)} were available; medication evidence of "
+                     "conservative care may be missing.*")
     if ctx.skipped:
         shown = "; ".join(ctx.skipped[:5]) + (" ..." if len(ctx.skipped) > 5 else "")
         lines.append(f"*{len(ctx.skipped)} record(s) could not be read and were left out: {shown}*")

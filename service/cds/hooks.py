@@ -58,8 +58,9 @@ async def invoke(services: Services, service: CdsService, request: HookRequestIn
     pathway = services.pathway
     decision = decide(pathway, request.context.patientId, inputs.resources, services.clock())
     ctx = CardContext(pathway, request.hookInstance,
-                      {f"{r['resourceType']}/{r.get('id')}": r for r in inputs.resources},
-                      services.settings.base_url, inputs.stored_keys, inputs.skipped)
+                      resources={f"{r['resourceType']}/{r.get('id')}": r for r in inputs.resources},
+                      base_url=services.settings.base_url, stored_keys=inputs.stored_keys,
+                      unavailable=inputs.unavailable, skipped=inputs.skipped)
     if service.hook == "patient-view":
         return CardsOut(cards=patient_view_cards(ctx, decision))
     return CardsOut(cards=order_cards(ctx, decision, inputs.drafts))

@@ -2,7 +2,8 @@
 
 For each prefetch key: what the EHR prefetched; else the same query fetched from its
 `fhirServer`; else (no `fhirServer` given) what Carepath holds for the patient, received through
-its FHIR API and webhooks. `412` only when none of these can supply it. Prefetched and fetched
+its FHIR API and webhooks. `412` only when none of these can supply it; supporting keys
+(medications) that no source has are left out and the card says so. Prefetched and fetched
 resources are validated as input is; the stored record was validated when it arrived.
 """
 
@@ -27,6 +28,7 @@ class Inputs:
     skipped: list[str] = field(default_factory=list)
     drafts: list[DraftOrder] = field(default_factory=list)
     stored_keys: list[str] = field(default_factory=list)  # keys answered from Carepath's own record
+    unavailable: list[str] = field(default_factory=list)  # supporting keys no source could answer
 
 
 async def gather(services: Services, request: HookRequestIn) -> Inputs:
@@ -39,11 +41,25 @@ async def gather(services: Services, request: HookRequestIn) -> Inputs:
     if missing and request.fhirServer:
         token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
         for key in missing:
-            values[key] = await prefetch.fetch(services.http, request.fhirServer, token,
-                                               prefetch.render(prefetch.TEMPLATES[key], context))
+            query = prefetch.render(prefetch.TEMPLATES[key], context)
+            try:
+                values[key] = await prefetch.fetch(services.http, request.fhirServer, token, query)
+            except prefetch.FetchFailed:
+                if key not in prefetch.SUPPORTING:
+                    raise
+                inputs.unavailable.append(key)  # e.g. a server without MedicationStatement
     elif missing:
-        inputs.resources += await _stored(services, patient_id, missing)
-        inputs.stored_keys = missing
+        stored = await _stored(services, patient_id)
+        if stored:
+            wanted = {prefetch.resource_type(key) for key in missing}
+            inputs.resources += [r for r in stored if r["resourceType"] in wanted]
+            inputs.stored_keys = missing
+        elif set(missing) <= prefetch.SUPPORTING:
+            inputs.unavailable = missing
+        else:
+            raise PreconditionFailed(
+                f"prefetch {', '.join(missing)} missing, no fhirServer to fetch it from, and Carepath "
+                "holds no data for this patient")
     for key in prefetch.TEMPLATES:
         for i, resource in enumerate(prefetch.resources_of(values.get(key))):
             if isinstance(resource, dict) and resource.get("resourceType") not in INPUT_TYPES:
@@ -52,15 +68,11 @@ async def gather(services: Services, request: HookRequestIn) -> Inputs:
     return inputs
 
 
-async def _stored(services: Services, patient_id: str, keys: list[str]) -> list[dict[str, Any]]:
+async def _stored(services: Services, patient_id: str) -> list[dict[str, Any]]:
+    """The patient's inputs as Carepath holds them (with its own earlier requests, as an
+    evaluation reads them)."""
     async with services.engine.connect() as conn:
-        on_file = await Store(conn).for_patient(patient_id, INPUT_TYPES)
-    if not on_file:
-        raise PreconditionFailed(
-            f"prefetch {', '.join(keys)} missing, no fhirServer to fetch it from, and Carepath holds "
-            f"no data for this patient")
-    wanted = {prefetch.resource_type(key) for key in keys}
-    return [r for r in on_file if r["resourceType"] in wanted]
+        return await Store(conn).for_patient(patient_id, INPUT_TYPES)
 
 
 def add_draft_orders(services: Services, request: HookRequestIn, inputs: Inputs) -> None:

@@ -24,6 +24,9 @@ TEMPLATES: dict[str, str] = {
     "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_sort=-authoredon&_count=100",
     "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_sort=-effective&_count=100",
 }
+# Supporting evidence: a call goes ahead without these when no source has them (not every
+# EHR offers MedicationStatement), and the card says they were missing.
+SUPPORTING = frozenset({"medicationRequests", "medicationStatements"})
 _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 _MAX_PAGES = 20
 

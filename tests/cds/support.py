@@ -116,6 +116,7 @@ class FakeEhr:
     data: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     seen: list[tuple[str, str | None]] = field(default_factory=list)
+    unsupported: frozenset[str] = frozenset()  # resource types this server has no search for
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -133,7 +134,7 @@ class FakeEhr:
         elif path.startswith("/fhir/"):
             kind = path.removeprefix("/fhir/")
             key = {prefetch.resource_type(k): k for k in prefetch.TEMPLATES}.get(kind)
-            if key:
+            if key and kind not in self.unsupported:
                 status, body = 200, searchset(self.data.get(key, []))
         payload = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": status,

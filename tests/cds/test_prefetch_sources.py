@@ -11,7 +11,7 @@ import pytest
 
 from service.cds import prefetch
 from service.fhir.models import INPUT_TYPES
-from tests.cds.support import call, hook_request, prefetch_of, scenario
+from tests.cds.support import FakeEhr, call, hook_request, prefetch_of, scenario, serve
 from tests.conftest import FIXTURES
 
 PV = "carepath-patient-view"
@@ -111,3 +111,32 @@ async def test_no_card_shows_resource_ids_or_product_default_markers(cds, keys, 
     shown = card["summary"] + card["detail"]
     assert [i for i in ids if i in shown] == []
     assert not re.search(r"\b(PD|R\d)\b|(Observation|Condition|Procedure|ServiceRequest)/", shown), shown
+
+
+async def test_a_fhir_server_without_medication_statements_still_gets_a_card(cds, keys) -> None:
+    groups = scenario("02-clinician-mri-blocked")
+    with serve(FakeEhr(data=groups, unsupported=frozenset({"MedicationStatement"}))) as ehr:
+        body = hook_request("order-select", "lrp-02", draft_orders=[CT_72131], fhirServer=f"{ehr.url}/fhir")
+        response = await call(cds, OSEL, body, keys["es"])
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["summary"].startswith("CT lumbar spine without contrast not indicated yet")
+    assert "*Data: no medicationStatements were available" in card["detail"]
+
+
+async def test_medications_missing_everywhere_do_not_stop_the_decision(cds, keys) -> None:
+    prefetched = prefetch_of(scenario("02-clinician-mri-blocked"),
+                             without=("medicationRequests", "medicationStatements"))
+    body = hook_request("order-select", "lrp-02", prefetch=prefetched, draft_orders=[CT_72131])
+    response = await call(cds, OSEL, body, keys["es"])
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert "*Data: no medicationRequests, medicationStatements were available" in card["detail"]
+
+
+async def test_a_core_key_the_fhir_server_cannot_answer_is_412(cds, keys) -> None:
+    with serve(FakeEhr(data=scenario("02-clinician-mri-blocked"), unsupported=frozenset({"Observation"}))) as ehr:
+        body = hook_request("order-select", "lrp-02", draft_orders=[CT_72131], fhirServer=f"{ehr.url}/fhir")
+        response = await call(cds, OSEL, body, keys["es"])
+    assert response.status_code == 412
+    assert "Observation" in response.text
