@@ -64,7 +64,7 @@ def _source(ctx: CardContext) -> SourceOut:
     d = ctx.pathway.definition
     label = f"Carepath: {d.title.lower()} {d.version}"
     if ctx.stored_keys:
-        label += ", from the data Carepath holds for this patient (not prefetched by the EHR)"
+        label += " (from Carepath's stored record: not prefetched)"
     url = f"{ctx.base_url.rstrip('/')}/fhir/PlanDefinition/{d.id}" if ctx.base_url else None
     return SourceOut(label=label, url=url,
                      topic={"system": "http://carepath.example.org/fhir/CodeSystem/pathway",
@@ -221,8 +221,8 @@ def _why(ctx: CardContext, decision: Decision, gate: RuleResult) -> tuple[str, l
     if episode is not None and now - episode.onset < min_age:
         weeks = min_age.days // 7
         short = f"radicular pain for {(now - episode.onset).days} days, no red flags"
-        lines.append(f"Before {weeks} weeks of conservative care imaging rarely changes management "
-                     f"({cited(ctx.pathway.definition.rule('R5').source)}).")
+        lines.append(f"Before {weeks} weeks of conservative care, imaging rarely changes management. "
+                     f"*{cited(ctx.pathway.definition.rule('R5').source)}*")
         reassess = (f"Reassess from {day(episode.onset + min_age)} ({weeks} weeks): imaging is indicated then "
                     "if symptoms persist and an injection or surgery is being considered.")
     elif declines:

@@ -43,8 +43,10 @@ async def test_without_prefetch_or_fhir_server_the_stored_record_is_used_and_the
     response = await call(cds, OSEL, body, keys["es"])
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
-    assert card["summary"] == "CT lumbar spine without contrast not indicated yet: radicular pain for 10 days, no red flags"
-    assert card["source"]["label"].endswith("from the data Carepath holds for this patient (not prefetched by the EHR)")
+    assert card["summary"] == ("CT lumbar spine without contrast not indicated yet: radicular pain for 10 days, "
+                               "no red flags")
+    assert card["source"]["label"] == ("Carepath: lumbar radiculopathy care pathway 1.0.0 "
+                                       "(from Carepath's stored record: not prefetched)")
     assert "*Data: the EHR sent no prefetch; Carepath used what it holds for this patient.*" in card["detail"]
 
 
@@ -66,7 +68,7 @@ async def test_prefetched_service_requests_show_the_blocked_proposal_too(cds, ke
     response = await call(cds, PV, body, keys["es"])
     [card] = response.json()["cards"]
     assert "imaging proposed: MR Lumbar spine WO contrast (LOINC 30679-5) on 2 Mar 2026" in card["detail"]
-    assert "Carepath holds" not in card["source"]["label"]
+    assert card["source"]["label"] == "Carepath: lumbar radiculopathy care pathway 1.0.0"
 
 
 async def test_a_key_the_ehr_left_out_is_answered_from_the_stored_record(cds, keys) -> None:
