@@ -18,7 +18,7 @@ from typing import Any
 from service.cds.draft_orders import DraftOrder
 from service.cds.models import ActionOut, CardOut, LinkOut, SourceOut, SuggestionOut
 from service.cds.prefetch import TEMPLATES
-from service.cds.wording import cited, concept_name, day, evidence_line, order_name, resource_name
+from service.cds.wording import cited, concept_name, day, evidence_line, ordered, resource_name
 from service.domain.evaluation import Outcome, RuleResult, Urgency
 from service.rules.registry import Pathway
 from service.service_layer.decide import Decision
@@ -29,6 +29,9 @@ _PHYSIO = "physiotherapy-referral"
 _IMAGING = "lumbar_imaging"
 _NS = uuid.UUID("6f1d3c2e-8a4b-4c1e-9d2f-5b7a0e3c4d10")
 _OVERRIDE = "http://carepath.example.org/fhir/CodeSystem/override-reason"
+_OVERRIDE_REASONS = [
+    {"system": _OVERRIDE, "code": "red-flag-suspected", "display": "Red flag suspected clinically"},
+    {"system": _OVERRIDE, "code": "patient-preference", "display": "Patient preference after shared decision"}]
 _MAX_SUMMARY = 139
 _PARENTHESES = re.compile(r"\s*\([^)]*\)")
 
@@ -166,23 +169,25 @@ def order_cards(ctx: CardContext, decision: Decision, drafts: Sequence[DraftOrde
 def _imaging_gate_card(ctx: CardContext, decision: Decision, gate: RuleResult,
                        blocked: Sequence[DraftOrder]) -> CardOut:
     evaluation = decision.evaluation
-    names = [order_name(ctx.pathway, d.resource, _IMAGING) for d in blocked]
-    what = names[0].split(" (")[0] if len(blocked) == 1 else f"{len(blocked)} lumbar imaging orders"
+    orders = [ordered(ctx.pathway, d.resource, _IMAGING) for d in blocked]
+    names = [f"{text} ({code})" if code else text for text, code in orders]
+    what = orders[0][0][:70] if len(blocked) == 1 else f"{len(blocked)} lumbar imaging orders"
     why_short, why_lines, reassess = _why(ctx, decision, gate)
-    summary = f"{what[:70]} not indicated yet: {why_short}"
-    ordered = "\n".join(f"- {n}" + ("" if d.action_ref else
-                                    f" (order {d.position} in this list; the EHR gave it no id, "
-                                    "so remove it by hand)") for d, n in zip(blocked, names, strict=True))
-    physio_due = any(a.branch == "start" for r in evaluation.results if r.rule_id == "R6" for a in r.actions)
-    instead = ["Refer to physiotherapy (suggested below)" if physio_due else "Continue physiotherapy",
-               "advise staying active and review analgesia"]
-    detail = (f"**Ordered**\n{ordered}\n\n**Why not now**\n" + "\n".join(f"- {line}" for line in why_lines)
-              + "\n\n**Instead**\n- " + "; ".join(instead) + ".\n"
-              + (f"- {reassess}\n" if reassess else "")
-              + "- Image now if red flags appear: saddle numbness, new bladder or bowel change, "
-                "severe or progressing leg weakness." + _data_note(ctx))
-    actions = [ActionOut(type="delete", description=f"Remove the draft order: {n}", resourceId=d.action_ref)
-               for d, n in zip(blocked, names, strict=True) if d.action_ref]
+    physio_due = any(a.branch == "start" for r in evaluation.results if r.rule_id == "R6"
+                     for a in r.actions)
+    listed = [f"- {name}" + ("" if d.action_ref else f" (order {d.position} in this list; the EHR "
+                                                     "gave it no id, so remove it by hand)")
+              for d, name in zip(blocked, names, strict=True)]
+    instead = [("Refer to physiotherapy (suggested below)" if physio_due else "Continue physiotherapy")
+               + "; advise staying active and review analgesia.", reassess,
+               "Image now if red flags appear: saddle numbness, new bladder or bowel change, "
+               "severe or progressing leg weakness."]
+    detail = ("**Ordered**\n" + "\n".join(listed)
+              + "\n\n**Why not now**\n" + "\n".join(f"- {line}" for line in why_lines)
+              + "\n\n**Instead**\n" + "\n".join(f"- {line}" for line in instead if line)
+              + _data_note(ctx))
+    actions = [ActionOut(type="delete", description=f"Remove the draft order: {name}", resourceId=d.action_ref)
+               for d, name in zip(blocked, names, strict=True) if d.action_ref]
     if physio_due:
         authored = evaluation.evaluated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         actions.append(ActionOut(type="create", description="Refer to physiotherapy (conservative care first)",
@@ -191,14 +196,11 @@ def _imaging_gate_card(ctx: CardContext, decision: Decision, gate: RuleResult,
              else "Refer to physiotherapy instead" if physio_due else "Remove the imaging order")
     suggestions = [SuggestionOut(label=label, uuid=_uuid(ctx.hook_instance, "imaging-gate:physio"),
                                  isRecommended=True, actions=actions)] if actions else None
-    return CardOut(
-        uuid=_uuid(ctx.hook_instance, "imaging-gate"), summary=_summary(summary), indicator="warning",
-        source=_source(ctx), detail=detail, suggestions=suggestions,
-        selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=[
-            {"system": _OVERRIDE, "code": "red-flag-suspected", "display": "Red flag suspected clinically"},
-            {"system": _OVERRIDE, "code": "patient-preference", "display": "Patient preference after shared decision"}],
-        links=_links(ctx))
+    return CardOut(uuid=_uuid(ctx.hook_instance, "imaging-gate"),
+                   summary=_summary(f"{what} not indicated yet: {why_short}"), indicator="warning",
+                   source=_source(ctx), detail=detail, suggestions=suggestions,
+                   selectionBehavior="at-most-one" if suggestions else None,
+                   overrideReasons=_OVERRIDE_REASONS, links=_links(ctx))
 
 
 def _why(ctx: CardContext, decision: Decision, gate: RuleResult) -> tuple[str, list[str], str | None]:

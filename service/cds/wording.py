@@ -67,16 +67,15 @@ def pathway_display(pathway: Pathway, concept: str, coding: Coding) -> str | Non
     return None
 
 
-def order_name(pathway: Pathway, resource: Mapping[str, Any], concept: str) -> str:
-    """What was ordered, in the order's own words: its `code.text`, else the display of its
-    matching coding, else the pathway's display for that code."""
+def ordered(pathway: Pathway, resource: Mapping[str, Any], concept: str) -> tuple[str, str | None]:
+    """What was ordered, in the order's own words (its `code.text`, else the display of its
+    matching coding, else the pathway's display for that code), and the code it was ordered by."""
     code = resource.get("code") if isinstance(resource.get("code"), dict) else {}
     coding = matched_coding(pathway, resource, concept)
     text = code.get("text") or (coding.display if coding else None)
     if not text and coding:
         text = pathway_display(pathway, concept, coding)
-    name = text or "lumbar imaging"
-    return f"{name} ({code_label(coding)})" if coding else name
+    return text or "lumbar imaging", code_label(coding) if coding else None
 
 
 def resource_name(resource: Mapping[str, Any] | None) -> str | None:
