@@ -153,14 +153,15 @@ def patient_view_cards(ctx: CardContext, decision: Decision) -> list[CardOut]:
 def order_cards(ctx: CardContext, decision: Decision, drafts: Sequence[DraftOrder]) -> list[CardOut]:
     """Imaging appropriateness for draft orders: a lumbar imaging order the gate (R5) blocks gets a
     warning card saying what was ordered, why not now, and what instead (physiotherapy); a
-    red-flag patient gets the critical pathway card; orders the pathway agrees with are silent."""
+    red-flag patient gets the critical pathway card; orders the pathway agrees with are silent.
+    On order-select only the orders just selected are judged (order-sign judges them all)."""
     evaluation = decision.evaluation
     cards: list[CardOut] = []
     if evaluation.plan.urgency is Urgency.EMERGENCY:
         cards += patient_view_cards(ctx, decision)
     gate = evaluation.result("R5")
     cited_refs = {e.ref for e in gate.evidence} if gate and gate.met else set()
-    blocked = [d for d in drafts if d.ref in cited_refs]
+    blocked = [d for d in drafts if d.selected and d.ref in cited_refs]
     if gate is None or not blocked:
         return cards
     return [*cards, _imaging_gate_card(ctx, decision, gate, blocked)]

@@ -10,7 +10,7 @@ position identifies it: no reference an EHR could apply exists then.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from service.errors import MalformedBody
@@ -26,6 +26,7 @@ class DraftOrder:
     where: str  # its place in the request, e.g. "context.draftOrders.entry[0]"
     position: int  # 1-based, as a clinician would count the orders
     action_ref: str | None
+    selected: bool = True  # order-select: among `context.selections` (the orders just chosen)
 
     @property
     def ref(self) -> str:
@@ -33,10 +34,12 @@ class DraftOrder:
         return f"ServiceRequest/{self.resource['id']}"
 
 
-def read_draft_orders(bundle: Any, hook: str, patient_id: str) -> list[DraftOrder]:
+def read_draft_orders(bundle: Any, hook: str, patient_id: str,
+                      selections: list[str] | None = None) -> list[DraftOrder]:
     """The draft ServiceRequests of `context.draftOrders`, each identified (medication, nutrition
     and vision orders are outside this pathway). A draft order without `subject` is the context
-    patient's."""
+    patient's. On order-select, the orders named in `selections` are the ones just chosen (when
+    none of them names a draft ServiceRequest, e.g. it has no id, all count as chosen)."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
             or not isinstance(bundle.get("entry", []), list):
         raise MalformedBody(f"{hook} needs context.draftOrders as a FHIR Bundle",
@@ -51,6 +54,9 @@ def read_draft_orders(bundle: Any, hook: str, patient_id: str) -> list[DraftOrde
         resource = {**resource, "id": rid}
         resource.setdefault("subject", {"reference": f"Patient/{patient_id}"})
         orders.append(DraftOrder(resource, f"context.draftOrders.entry[{i}]", i + 1, action_ref))
+    chosen = set(selections or ()) if hook == "order-select" else set()
+    if any({o.ref, o.action_ref} & chosen for o in orders):
+        orders = [replace(o, selected=bool({o.ref, o.action_ref} & chosen)) for o in orders]
     return orders
 
 

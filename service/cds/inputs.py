@@ -79,7 +79,8 @@ def add_draft_orders(services: Services, request: HookRequestIn, inputs: Inputs)
     """The draft ServiceRequests become inputs (RequestOnFile facts); an invalid one is refused
     with the place it is at, never skipped."""
     patient_id = request.context.patientId
-    for draft in read_draft_orders(request.context.draftOrders, request.hook, patient_id):
+    context = request.context
+    for draft in read_draft_orders(context.draftOrders, request.hook, patient_id, context.selections):
         services.ingestor.check(draft.resource, f"{draft.where}.resource.")
         if subject_id(draft.resource) != patient_id:
             where = f"{draft.where}.resource.subject"

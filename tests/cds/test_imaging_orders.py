@@ -42,7 +42,7 @@ def as_patient(groups: dict[str, list[dict[str, Any]]], old: str, new: str) -> d
                       .replace(f'"id": "{old}"', f'"id": "{new}"'))
 
 
-def imaging_order(code: tuple[str, str], rid: str | None = "draft-1", text: str | None = None,
+def coded_order(code: tuple[str, str], rid: str | None = "draft-1", text: str | None = None,
                   patient: str = "lrp-02") -> dict[str, Any]:
     """A draft order coded only by system and code, as a US EHR sends a CPT-coded order."""
     order: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
@@ -86,7 +86,7 @@ def actions(card: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     ((SITE, "IMG-LSPINE-CT"), f"CT lumbar spine (code IMG-LSPINE-CT ({SITE}))"),
 ])
 async def test_every_coding_of_a_lumbar_imaging_order_gets_the_imaging_gate_card(cds, keys, code, named) -> None:
-    body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(), draft_orders=[imaging_order(code)])
+    body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(), draft_orders=[coded_order(code)])
     card = only_card(await call(cds, OSIGN, body, keys["es"]))
     assert card["indicator"] == "warning"
     assert card["summary"] == (f"{named.split(' (')[0]} not indicated yet: radicular pain for 10 days, "
@@ -100,7 +100,7 @@ async def test_every_coding_of_a_lumbar_imaging_order_gets_the_imaging_gate_card
 async def test_a_matching_code_is_not_recognised_under_another_system(cds, keys) -> None:
     """Codes match on system and code: CPT 72133 sent as a LOINC code is not a lumbar CT."""
     body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(),
-                        draft_orders=[imaging_order((LOINC, "72133"))])
+                        draft_orders=[coded_order((LOINC, "72133"))])
     response = await call(cds, OSIGN, body, keys["es"])
     assert response.json() == {"cards": []}
 
@@ -132,7 +132,7 @@ async def test_the_specification_order_select_example_without_imaging_is_silent(
 async def test_a_lumbar_ct_without_id_in_the_specification_basket_is_identified_by_its_position(cds, keys) -> None:
     body = corpus("spec-order-select-example.json")
     body["context"]["draftOrders"]["entry"].append(
-        {"resource": imaging_order((CPT, "72131"), rid=None, patient="1288992")})
+        {"resource": coded_order((CPT, "72131"), rid=None, patient="1288992")})
     body.update(hook="order-select", hookInstance="3d0a3b8e-6a86-4a5e-8a0c-1b7d3b0f6c11",
                 prefetch=prefetch_of(as_patient(scenario("02-clinician-mri-blocked"), "lrp-02", "1288992")))
     card = only_card(await call(cds, OSEL, body, keys["es"]))
@@ -151,14 +151,14 @@ async def test_an_order_without_id_is_named_by_its_full_url_in_the_delete_action
                                                                                  resource_id) -> None:
     body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(), draft_orders=[])
     body["context"]["draftOrders"]["entry"] = [
-        {"fullUrl": full_url, "resource": imaging_order((CPT, "72148"), rid=None)}]
+        {"fullUrl": full_url, "resource": coded_order((CPT, "72148"), rid=None)}]
     card = only_card(await call(cds, OSIGN, body, keys["es"]))
     assert actions(card)["delete"][0]["resourceId"] == resource_id
     assert "remove it by hand" not in card["detail"]
 
 
 async def test_two_imaging_orders_without_ids_are_both_named(cds, keys) -> None:
-    orders = [imaging_order((CPT, "72100"), rid=None), imaging_order((LOINC, "30679-5"), rid=None)]
+    orders = [coded_order((CPT, "72100"), rid=None), coded_order((LOINC, "30679-5"), rid=None)]
     body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(), draft_orders=[])
     body["context"]["draftOrders"]["entry"] = [{"resource": o} for o in orders]
     card = only_card(await call(cds, OSIGN, body, keys["es"]))
@@ -169,7 +169,7 @@ async def test_two_imaging_orders_without_ids_are_both_named(cds, keys) -> None:
 
 async def test_the_imaging_gate_card_speaks_plain_clinical_language(cds, keys) -> None:
     body = hook_request("order-select", "lrp-02", prefetch=day10_prefetch(),
-                        draft_orders=[imaging_order((CPT, "72133"), text="CT L-spine w/o+w contrast")])
+                        draft_orders=[coded_order((CPT, "72133"), text="CT L-spine w/o+w contrast")])
     card = only_card(await call(cds, OSEL, body, keys["es"]))
     detail = card["detail"]
     assert len(card["summary"]) < 140
@@ -188,7 +188,7 @@ async def test_the_imaging_gate_card_speaks_plain_clinical_language(cds, keys) -
 
 async def test_a_red_flag_patient_ordering_lumbar_imaging_gets_the_critical_card_not_the_gate(cds, keys) -> None:
     body = hook_request("order-select", "lrp-03", prefetch=prefetch_of(scenario("03-urinary-retention")),
-                        draft_orders=[imaging_order((CPT, "72148"), patient="lrp-03")])
+                        draft_orders=[coded_order((CPT, "72148"), patient="lrp-03")])
     card = only_card(await call(cds, OSEL, body, keys["es"]))
     assert card["indicator"] == "critical"
     assert card["summary"].startswith("RED FLAG")
@@ -196,7 +196,7 @@ async def test_a_red_flag_patient_ordering_lumbar_imaging_gets_the_critical_card
 
 
 async def test_an_invalid_draft_order_is_refused_where_it_is(cds, keys) -> None:
-    order = imaging_order((CPT, "72131"))
+    order = coded_order((CPT, "72131"))
     order["status"] = "pending"
     body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(), draft_orders=[order])
     response = await call(cds, OSIGN, body, keys["es"])
@@ -206,7 +206,7 @@ async def test_an_invalid_draft_order_is_refused_where_it_is(cds, keys) -> None:
 
 async def test_a_draft_order_for_another_patient_is_refused(cds, keys) -> None:
     body = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(),
-                        draft_orders=[imaging_order((CPT, "72131"), patient="someone-else")])
+                        draft_orders=[coded_order((CPT, "72131"), patient="someone-else")])
     response = await call(cds, OSIGN, body, keys["es"])
     assert response.status_code == 400
     assert "context.draftOrders.entry[0].resource.subject" in response.text
@@ -217,10 +217,25 @@ async def test_with_a_public_base_url_cards_link_to_the_clinician_view_as_a_smar
     client = await client_for(make_settings(sqlite_url, cds_allowed_issuers=[ISSUER], cds_jwks_file=jwks_file,
                                             base_url=BASE))
     body = hook_request("order-select", "lrp-02", prefetch=day10_prefetch(),
-                        draft_orders=[imaging_order((CPT, "72133"))])
+                        draft_orders=[coded_order((CPT, "72133"))])
     card = only_card(await call(client, OSEL, body, keys["es"]))
     assert card["links"] == [{"label": "Open the Carepath clinician view (pathway, evidence, timeline)",
                               "url": f"{BASE}/app/launch", "type": "smart"}]
     assert card["source"]["url"] == f"{BASE}/fhir/PlanDefinition/lumbar-radiculopathy"
     assert "example.org" not in json.dumps([card["links"], card["source"]["url"]])
 
+
+
+@pytest.mark.parametrize(("selected", "cards"), [("mri", 1), ("physio", 0)])
+async def test_order_select_judges_the_orders_just_selected(cds, keys, selected, cards) -> None:
+    """An MRI already in the basket is not warned about again when physiotherapy is selected."""
+    physio = coded_order((SNOMED, "306170007"), rid="physio")
+    body = hook_request("order-select", "lrp-02", prefetch=day10_prefetch(),
+                        draft_orders=[coded_order((CPT, "72148"), rid="mri"), physio])
+    body["context"]["selections"] = [f"ServiceRequest/{selected}"]
+    response = await call(cds, OSEL, body, keys["es"])
+    assert response.status_code == 200, response.text
+    assert len(response.json()["cards"]) == cards
+    signed = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(),
+                          draft_orders=[coded_order((CPT, "72148"), rid="mri"), physio])
+    assert len((await call(cds, OSIGN, signed, keys["es"])).json()["cards"]) == 1
