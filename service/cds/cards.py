@@ -12,13 +12,20 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from service.cds.draft_orders import DraftOrder
 from service.cds.models import ActionOut, CardOut, LinkOut, SourceOut, SuggestionOut
 from service.cds.prefetch import TEMPLATES
-from service.cds.wording import cited, concept_name, day, evidence_line, ordered, resource_name
+from service.cds.wording import (
+    cited,
+    concept_name,
+    day,
+    evidence_line,
+    ordered,
+    plain_reason,
+    resource_name,
+)
 from service.domain.evaluation import Outcome, RuleResult, Urgency
 from service.rules.registry import Pathway
 from service.service_layer.decide import Decision
@@ -102,7 +109,7 @@ def _rule_line(ctx: CardContext, result: RuleResult) -> str:
     source = cited(rule.source)
     echo = rule.title.split(": ")[-1].lower() + ": "  # "...gate: imaging not indicated yet"
     reason = result.reason[len(echo):] if result.reason.lower().startswith(echo) else result.reason
-    return (f"- **{rule.title}**{status}: {reason}"
+    return (f"- **{rule.title}**{status}: {plain_reason(ctx.pathway, reason)}"
             + (f". Evidence: {evidence}" if evidence else "") + (f". *{source}*" if source else ""))
 
 
@@ -210,34 +217,50 @@ def _why(ctx: CardContext, decision: Decision, gate: RuleResult) -> tuple[str, l
     evaluation = decision.evaluation
     episode = evaluation.episode
     now = evaluation.evaluated_at
-    min_age: timedelta = ctx.pathway.params["R5"].min_episode_age  # type: ignore[attr-defined]
+    params: Any = ctx.pathway.params[gate.rule_id]  # ImagingGateParams
     lines: list[str] = []
-    reassess = None
     if episode is not None:
-        days = (now - episode.onset).days
         anchor = resource_name(ctx.resources.get(episode.anchor_ref or "")) or "radicular diagnosis"
-        lines.append(f"Radicular symptoms since {day(episode.onset)} ({days} days): {anchor}.")
+        lines.append(f"Radicular symptoms since {day(episode.onset)} ({(now - episode.onset).days} days): "
+                     f"{anchor}.")
     lines.append("No red flags on file: no cauda equina signs, no severe or progressing weakness, "
                  "no signs of infection, cancer or fracture.")
     lines.append(_screen_line(ctx, evaluation.result("R0")))
+    for result in _results(evaluation, params.escalating_rules):
+        if result.outcome is Outcome.INDETERMINATE or result.evidence:
+            lines.append(f"To review, not an escalation on its own: {_because(ctx, result)}.")
     declines = [e for e in gate.evidence if e.what.startswith("declines_intervention")]
-    if episode is not None and now - episode.onset < min_age:
-        weeks = min_age.days // 7
-        short = f"radicular pain for {(now - episode.onset).days} days, no red flags"
+    pending = [r for r in _results(evaluation, params.candidate_rules) if r.outcome is Outcome.INDETERMINATE]
+    if episode is not None and now - episode.onset < params.min_episode_age:
+        weeks = params.min_episode_age.days // 7
         lines.append(f"Before {weeks} weeks of conservative care, imaging rarely changes management. "
-                     f"*{cited(ctx.pathway.definition.rule('R5').source)}*")
-        reassess = (f"Reassess from {day(episode.onset + min_age)} ({weeks} weeks): imaging is indicated then "
-                    "if symptoms persist and an injection or surgery is being considered.")
-    elif declines:
-        short = "no red flags, and the patient would not consider injection or surgery"
+                     f"*{cited(ctx.pathway.definition.rule(gate.rule_id).source)}*")
+        return (f"radicular pain for {(now - episode.onset).days} days, no red flags", lines,
+                f"Reassess from {day(episode.onset + params.min_episode_age)} ({weeks} weeks): imaging is "
+                "indicated then if symptoms persist and an injection or surgery is being considered.")
+    if declines:
         lines.append("The patient would not consider injection or surgery"
                      + (f" (recorded {day(declines[0].time)})" if declines[0].time else "")
                      + ": imaging would not change management.")
-    else:
-        short = "no red flags, and conservative care has not failed"
-        lines.append("Conservative care has not failed yet (persistent pain or disability after 6 weeks "
-                     "without improvement): imaging would not change management now.")
-    return short, lines, reassess
+        return "no red flags, and the patient would not consider injection or surgery", lines, None
+    if pending:
+        lines += [f"{ctx.pathway.definition.rule(r.rule_id).title} cannot be judged yet: {_because(ctx, r)}."
+                  for r in pending]
+        return "no red flags; the response to treatment cannot be judged yet", lines, \
+            "Record the missing scores, then reassess: imaging is indicated if treatment has failed."
+    lines.append("Conservative care has not failed (persistent pain or disability after 6 weeks without "
+                 "improvement): imaging would not change management now.")
+    return "no red flags, and conservative care has not failed", lines, None
+
+
+def _results(evaluation: Any, rule_ids: Sequence[str]) -> list[RuleResult]:
+    return [r for rule_id in rule_ids if (r := evaluation.result(rule_id)) is not None]
+
+
+def _because(ctx: CardContext, result: RuleResult) -> str:
+    """A rule's reason and its evidence, in plain words."""
+    evidence = "".join(f"; {evidence_line(ctx.pathway, e, ctx.resources)}" for e in result.evidence)
+    return plain_reason(ctx.pathway, result.reason) + evidence
 
 
 def _screen_line(ctx: CardContext, screen: RuleResult | None) -> str:

@@ -26,6 +26,7 @@ _SYSTEM_NAMES = {
 _AFTERTHOUGHT = re.compile(r"\s*\((?:local finding|VS-[A-Z]+)\)$")
 _PRODUCT_DEFAULT = re.compile(r"\bPD\b")
 _UNITLESS = {"{score}", "1"}
+_RULE_ID = re.compile(r"\bR\d+\b")
 
 
 def day(moment: datetime) -> str:
@@ -49,6 +50,12 @@ def cited(source: str) -> str:
     """A rule's guideline sources, without the product-default markers and internal references."""
     parts = [p.strip() for p in source.split(";")]
     return "; ".join(p for p in parts if p and not _PRODUCT_DEFAULT.search(p) and not p.startswith("Spec "))
+
+
+def plain_reason(pathway: Pathway, reason: str) -> str:
+    """A check's reason with rule ids replaced by what the rules are about."""
+    titles = {r.id: r.title.split(":")[0].lower() for r in pathway.definition.rules}
+    return _RULE_ID.sub(lambda m: titles.get(m.group(0), m.group(0)), reason)
 
 
 def matched_coding(pathway: Pathway, resource: Mapping[str, Any], concept: str) -> Coding | None:

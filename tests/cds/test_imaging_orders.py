@@ -239,3 +239,14 @@ async def test_order_select_judges_the_orders_just_selected(cds, keys, selected,
     signed = hook_request("order-sign", "lrp-02", prefetch=day10_prefetch(),
                           draft_orders=[coded_order((CPT, "72148"), rid="mri"), physio])
     assert len((await call(cds, OSIGN, signed, keys["es"])).json()["cards"]) == 1
+
+
+async def test_when_treatment_response_cannot_be_judged_the_card_says_what_is_missing(cds, keys) -> None:
+    """Scenario 13: day 45, no pain or ODI score in 14 days: the gate holds, for want of data."""
+    body = hook_request("order-sign", "lrp-13", prefetch=prefetch_of(scenario("13-r7-stale-outcomes")),
+                        draft_orders=[coded_order((CPT, "72131"), patient="lrp-13")])
+    card = only_card(await call(cds, OSIGN, body, keys["es"]))
+    assert card["summary"] == ("CT lumbar spine without contrast not indicated yet: no red flags; the response "
+                               "to treatment cannot be judged yet")
+    assert "- Failed conservative care cannot be judged yet: no pain NRS or ODI in the last 14 days" in card["detail"]
+    assert "- Record the missing scores, then reassess" in card["detail"]
