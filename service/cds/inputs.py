@@ -86,8 +86,11 @@ def add_draft_orders(services: Services, request: HookRequestIn, inputs: Inputs)
             where = f"{draft.where}.resource.subject"
             raise MalformedBody(f"{where} is not context.patientId",
                                 [Issue(where, "a draft order must be for context.patientId", "value")])
-        inputs.resources.append(draft.resource)
         inputs.drafts.append(draft)
+    # The draft is the current version of an order the EHR may also have prefetched.
+    drafted = {d.ref for d in inputs.drafts}
+    kept = [r for r in inputs.resources if f"{r.get('resourceType')}/{r.get('id')}" not in drafted]
+    inputs.resources = kept + [d.resource for d in inputs.drafts]
 
 
 def _admit(services: Services, inputs: Inputs, resource: Any, where: str, patient_id: str) -> bool:

@@ -250,3 +250,14 @@ async def test_when_treatment_response_cannot_be_judged_the_card_says_what_is_mi
                                "to treatment cannot be judged yet")
     assert "- Failed conservative care cannot be judged yet: no pain NRS or ODI in the last 14 days" in card["detail"]
     assert "- Record the missing scores, then reassess" in card["detail"]
+
+
+async def test_a_draft_order_replaces_its_earlier_version_from_the_prefetch(cds, keys) -> None:
+    """The EHR prefetched the order as an MRI; the clinician changed it to physiotherapy."""
+    groups = scenario("02-clinician-mri-blocked")
+    groups["serviceRequests"].append(coded_order((CPT, "72148"), rid="order-9"))
+    body = hook_request("order-select", "lrp-02", prefetch=prefetch_of(groups),
+                        draft_orders=[coded_order((SNOMED, "306170007"), rid="order-9")])
+    response = await call(cds, OSEL, body, keys["es"])
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
