@@ -9,18 +9,35 @@ import httpx
 
 from service.errors import PreconditionFailed
 
+# Everything the pathway reads, newest first. CDS Hooks 2.0.1 templates can only use context
+# tokens, not dates relative to today, so each search is bounded by `_count` on a `_sort`ed
+# result: the newest page holds every window the rules look at (14 days to 12 months), and
+# Conditions (history of cancer, fracture, surgery) are asked for whole. MedicationRequest and
+# MedicationStatement are conservative-care evidence (analgesia).
 TEMPLATES: dict[str, str] = {
     "patient": "Patient/{{context.patientId}}",
-    "observations": "Observation?patient={{context.patientId}}&_count=500",
-    "conditions": "Condition?patient={{context.patientId}}&_count=500",
-    "procedures": "Procedure?patient={{context.patientId}}&_count=500",
+    "conditions": "Condition?patient={{context.patientId}}&_count=200",
+    "observations": "Observation?patient={{context.patientId}}&_sort=-date&_count=500",
+    "procedures": "Procedure?patient={{context.patientId}}&_sort=-date&_count=100",
+    "serviceRequests": "ServiceRequest?patient={{context.patientId}}&_sort=-authored&_count=100",
+    "diagnosticReports": "DiagnosticReport?patient={{context.patientId}}&_sort=-date&_count=50",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_sort=-authoredon&_count=100",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_sort=-effective&_count=100",
 }
+# Supporting evidence: a call goes ahead without these when no source has them (not every
+# EHR offers MedicationStatement), and the card says they were missing.
+SUPPORTING = frozenset({"medicationRequests", "medicationStatements"})
 _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 _MAX_PAGES = 20
 
 
 class FetchFailed(PreconditionFailed):
     """The EHR's FHIR server could not supply the data (412: the service cannot decide without it)."""
+
+
+def resource_type(key: str) -> str:
+    """The resource type a template asks for ("observations" -> "Observation")."""
+    return TEMPLATES[key].split("?", 1)[0].split("/", 1)[0]
 
 
 def render(template: str, context: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from service.cds import prefetch
 from tests.conftest import FIXTURES
 
 ISSUER = "https://ehr.example.org"
@@ -44,6 +45,14 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm=self.alg, headers=headers)
 
 
+async def call(client: Any, service: str, body: Any, key: SigningKey | None, **token: Any) -> Any:
+    """POST to a CDS service as the EHR does: a fresh signed JWT whose `aud` is the URL called."""
+    url = f"{BASE}/cds-services/{service}"
+    headers = {"Authorization": f"Bearer {key.token(url, **token)}"} if key else {"Authorization": ""}
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await client.post(url, content=content, headers={**headers, "Content-Type": "application/json"})
+
+
 def es384(kid: str = "ehr-es384") -> SigningKey:
     return SigningKey(kid, "ES384", ec.generate_private_key(ec.SECP384R1()))
 
@@ -52,17 +61,15 @@ def rs384(kid: str = "ehr-rs384") -> SigningKey:
     return SigningKey(kid, "RS384", rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
-def scenario(case: str, patient: str) -> dict[str, list[dict[str, Any]]]:
-    """A scenario Bundle's resources grouped by prefetch key (ServiceRequests apart)."""
+def scenario(case: str, patient: str = "") -> dict[str, list[dict[str, Any]]]:
+    """A scenario Bundle's resources grouped by prefetch key."""
     bundle = json.loads((FIXTURES / case / "step-1.bundle.json").read_text())
-    groups: dict[str, list[dict[str, Any]]] = {"patient": [], "observations": [], "conditions": [],
-                                                "procedures": [], "requests": []}
-    key = {"Patient": "patient", "Observation": "observations", "Condition": "conditions",
-           "Procedure": "procedures", "ServiceRequest": "requests"}
+    key_of = {prefetch.resource_type(k): k for k in prefetch.TEMPLATES}
+    groups: dict[str, list[dict[str, Any]]] = {k: [] for k in prefetch.TEMPLATES}
     for entry in bundle["entry"]:
         resource = entry["resource"]
-        if resource["resourceType"] in key:
-            groups[key[resource["resourceType"]]].append(resource)
+        if resource["resourceType"] in key_of:
+            groups[key_of[resource["resourceType"]]].append(resource)
     return groups
 
 
@@ -72,11 +79,11 @@ def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
                        "resource": r, "search": {"mode": "match"}} for r in resources]}
 
 
-def prefetch_of(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    return {"patient": groups["patient"][0] if groups["patient"] else None,
-            "observations": searchset(groups["observations"]),
-            "conditions": searchset(groups["conditions"]),
-            "procedures": searchset(groups["procedures"])}
+def prefetch_of(groups: dict[str, list[dict[str, Any]]], *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every prefetch key answered from `groups` (a read is the resource or null, a search a
+    searchset), except the keys in `without`."""
+    return {key: (groups[key][0] if groups[key] else None) if key == "patient" else searchset(groups[key])
+            for key in prefetch.TEMPLATES if key not in without}
 
 
 def hook_request(hook: str, patient: str, *, prefetch: dict[str, Any] | None = None,
@@ -109,6 +116,7 @@ class FakeEhr:
     data: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     seen: list[tuple[str, str | None]] = field(default_factory=list)
+    unsupported: frozenset[str] = frozenset()  # resource types this server has no search for
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -125,8 +133,8 @@ class FakeEhr:
                 status, body = 200, found[0]
         elif path.startswith("/fhir/"):
             kind = path.removeprefix("/fhir/")
-            key = {"Observation": "observations", "Condition": "conditions", "Procedure": "procedures"}.get(kind)
-            if key:
+            key = {prefetch.resource_type(k): k for k in prefetch.TEMPLATES}.get(kind)
+            if key and kind not in self.unsupported:
                 status, body = 200, searchset(self.data.get(key, []))
         payload = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": status,

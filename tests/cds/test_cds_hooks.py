@@ -15,11 +15,11 @@ from tests.cds.support import (
     ISSUER,
     FakeEhr,
     SigningKey,
+    call,
     draft_order,
     es384,
     hook_request,
     prefetch_of,
-    rs384,
     scenario,
     serve,
 )
@@ -32,31 +32,6 @@ LOINC_MRI = ("http://loinc.org", "30679-5", "MR Lumbar spine WO contrast")
 PHYSIO = ("http://snomed.info/sct", "306170007", "Referral to physiotherapy service")
 
 
-@pytest.fixture(scope="module")
-def keys() -> dict[str, SigningKey]:
-    return {"es": es384(), "rs": rs384()}
-
-
-@pytest.fixture
-def jwks_file(tmp_path: Path, keys: dict[str, SigningKey]) -> Path:
-    path = tmp_path / "ehr-jwks.json"
-    path.write_text(json.dumps({"keys": [k.jwk() for k in keys.values()]}))
-    return path
-
-
-@pytest.fixture
-async def cds(client_for, sqlite_url: str, jwks_file: Path):  # type: ignore[no-untyped-def]
-    return await client_for(make_settings(sqlite_url, cds_allowed_issuers=[ISSUER], cds_jwks_file=jwks_file,
-                                          cors_origins=["https://ehr.example.org"]))
-
-
-async def call(client: Any, service: str, body: Any, key: SigningKey | None, **token: Any) -> Any:
-    url = f"{BASE}/cds-services/{service}"
-    headers = {"Authorization": f"Bearer {key.token(url, **token)}"} if key else {"Authorization": ""}
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await client.post(url, content=content, headers={**headers, "Content-Type": "application/json"})
-
-
 async def test_discovery_lists_patient_view_and_order_services_with_prefetch(cds) -> None:
     response = await cds.get("/cds-services", headers={"Authorization": ""})
     assert response.status_code == 200
@@ -65,8 +40,11 @@ async def test_discovery_lists_patient_view_and_order_services_with_prefetch(cds
     assert {services[OSEL]["hook"], services[OSIGN]["hook"]} == {"order-select", "order-sign"}
     for service in services.values():
         assert service["description"] and service["title"]
-        assert service["prefetch"]["observations"] == "Observation?patient={{context.patientId}}&_count=500"
-        assert set(service["prefetch"]) == {"patient", "observations", "conditions", "procedures"}
+        assert service["prefetch"]["observations"] == (
+            "Observation?patient={{context.patientId}}&_sort=-date&_count=500")
+        assert set(service["prefetch"]) == {
+            "patient", "observations", "conditions", "procedures", "serviceRequests", "diagnosticReports",
+            "medicationRequests", "medicationStatements"}
 
 
 async def test_patient_view_gives_a_status_card_with_source_and_evidence(cds, keys) -> None:
@@ -76,9 +54,9 @@ async def test_patient_view_gives_a_status_card_with_source_and_evidence(cds, ke
     [card] = response.json()["cards"]
     assert len(card["summary"]) < 140
     assert card["indicator"] == "info"
-    assert card["source"]["label"] == "Carepath pathway lumbar-radiculopathy 1.0.0"
-    assert "**R5**" in card["detail"]
-    assert card["links"][0]["type"] == "absolute"
+    assert card["source"]["label"] == "Carepath: lumbar radiculopathy care pathway 1.0.0"
+    assert "**Start conservative care**" in card["detail"]
+    assert "links" not in card and "url" not in card["source"]  # no public base URL configured
     assert "null" not in json.dumps(card)
 
 
@@ -103,8 +81,8 @@ async def test_early_lumbar_mri_order_gets_a_warning_and_a_physiotherapy_suggest
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
     assert card["indicator"] == "warning"
-    assert "not indicated yet" in card["summary"] and "days old" in card["summary"]
-    assert "ServiceRequest/draft-mri" in card["detail"]
+    assert card["summary"].startswith("MR Lumbar spine WO contrast not indicated yet: radicular pain for 10 days")
+    assert "draft-mri" not in card["detail"]
     [suggestion] = card["suggestions"]
     assert card["selectionBehavior"] == "at-most-one"
     kinds = {a["type"]: a for a in suggestion["actions"]}
@@ -130,7 +108,8 @@ async def test_invalid_prefetched_resources_are_skipped_and_named_in_the_detail(
                         futureField={"anything": True})
     response = await call(cds, PV, body, keys["es"])
     assert response.status_code == 200, response.text
-    assert "Inputs skipped as invalid" in response.json()["cards"][0]["detail"]
+    assert "1 record(s) could not be read and were left out: prefetch.observations[" in (
+        response.json()["cards"][0]["detail"])
 
 
 @pytest.mark.parametrize(("body", "where"), [
@@ -174,7 +153,8 @@ async def test_missing_prefetch_is_fetched_from_the_fhir_server_with_its_token(c
     assert response.status_code == 200, response.text
     assert response.json()["cards"][0]["indicator"] == "critical"
     paths = sorted(p.split("?")[0] for p, _ in ehr.seen)
-    assert paths == ["/fhir/Condition", "/fhir/Observation", "/fhir/Procedure"]
+    assert paths == ["/fhir/Condition", "/fhir/DiagnosticReport", "/fhir/MedicationRequest",
+                     "/fhir/MedicationStatement", "/fhir/Observation", "/fhir/Procedure", "/fhir/ServiceRequest"]
     assert {auth for _, auth in ehr.seen} == {"Bearer ehr-access-token"}
 
 

@@ -1,0 +1,106 @@
+"""The data one CDS call decides on, gathered in one place.
+
+For each prefetch key: what the EHR prefetched; else the same query fetched from its
+`fhirServer`; else (no `fhirServer` given) what Carepath holds for the patient, received through
+its FHIR API and webhooks. `412` only when none of these can supply it; supporting keys
+(medications) that no source has are left out and the card says so. Prefetched and fetched
+resources are validated as input is; the stored record was validated when it arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.adapters.store import Store
+from service.bootstrap import Services
+from service.cds import prefetch
+from service.cds.draft_orders import DraftOrder, read_draft_orders
+from service.cds.models import HookRequestIn
+from service.errors import MalformedBody, PreconditionFailed
+from service.fhir.models import INPUT_TYPES, Issue
+from service.fhir.normalize import subject_id
+
+
+@dataclass
+class Inputs:
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    drafts: list[DraftOrder] = field(default_factory=list)
+    stored_keys: list[str] = field(default_factory=list)  # keys answered from Carepath's own record
+    unavailable: list[str] = field(default_factory=list)  # supporting keys no source could answer
+
+
+async def gather(services: Services, request: HookRequestIn) -> Inputs:
+    """The patient's data for this call (see the module docstring for the order of sources)."""
+    context = request.context.model_dump(exclude_none=True)
+    patient_id = request.context.patientId
+    values = dict(request.prefetch or {})
+    missing = [key for key in prefetch.TEMPLATES if key not in values]
+    inputs = Inputs()
+    if missing and request.fhirServer:
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
+        for key in missing:
+            query = prefetch.render(prefetch.TEMPLATES[key], context)
+            try:
+                values[key] = await prefetch.fetch(services.http, request.fhirServer, token, query)
+            except prefetch.FetchFailed:
+                if key not in prefetch.SUPPORTING:
+                    raise
+                inputs.unavailable.append(key)  # e.g. a server without MedicationStatement
+    elif missing:
+        stored = await _stored(services, patient_id)
+        if stored:
+            wanted = {prefetch.resource_type(key) for key in missing}
+            inputs.resources += [r for r in stored if r["resourceType"] in wanted]
+            inputs.stored_keys = missing
+        elif set(missing) <= prefetch.SUPPORTING:
+            inputs.unavailable = missing
+        else:
+            raise PreconditionFailed(
+                f"prefetch {', '.join(missing)} missing, no fhirServer to fetch it from, and Carepath "
+                "holds no data for this patient")
+    for key in prefetch.TEMPLATES:
+        for i, resource in enumerate(prefetch.resources_of(values.get(key))):
+            if isinstance(resource, dict) and resource.get("resourceType") not in INPUT_TYPES:
+                continue  # a type this pathway version does not read (yet): not evidence
+            _admit(services, inputs, resource, f"prefetch.{key}[{i}]", patient_id)
+    return inputs
+
+
+async def _stored(services: Services, patient_id: str) -> list[dict[str, Any]]:
+    """The patient's inputs as Carepath holds them (with its own earlier requests, as an
+    evaluation reads them)."""
+    async with services.engine.connect() as conn:
+        return await Store(conn).for_patient(patient_id, INPUT_TYPES)
+
+
+def add_draft_orders(services: Services, request: HookRequestIn, inputs: Inputs) -> None:
+    """The draft ServiceRequests become inputs (RequestOnFile facts); an invalid one is refused
+    with the place it is at, never skipped."""
+    patient_id = request.context.patientId
+    context = request.context
+    for draft in read_draft_orders(context.draftOrders, request.hook, patient_id, context.selections):
+        services.ingestor.check(draft.resource, f"{draft.where}.resource.")
+        if subject_id(draft.resource) != patient_id:
+            where = f"{draft.where}.resource.subject"
+            raise MalformedBody(f"{where} is not context.patientId",
+                                [Issue(where, "a draft order must be for context.patientId", "value")])
+        inputs.drafts.append(draft)
+    # The draft is the current version of an order the EHR may also have prefetched.
+    drafted = {d.ref for d in inputs.drafts}
+    kept = [r for r in inputs.resources if f"{r.get('resourceType')}/{r.get('id')}" not in drafted]
+    inputs.resources = kept + [d.resource for d in inputs.drafts]
+
+
+def _admit(services: Services, inputs: Inputs, resource: Any, where: str, patient_id: str) -> bool:
+    problems = services.ingestor.problems(resource, where + ".")
+    if problems:
+        inputs.skipped.append(f"{problems[0].expression}: {problems[0].message}")
+        return False
+    owner = subject_id(resource)
+    if owner not in (None, patient_id):
+        inputs.skipped.append(f"{where}: belongs to another patient")
+        return False
+    inputs.resources.append(resource)
+    return True
