@@ -36,7 +36,7 @@ from service.rules.task_timing import due_within, time_tasks
 
 MAX_PROBES = 64
 # Windows are compared both as `<` and `<=`: probing just after t + d sees either flip.
-JUST_AFTER = timedelta(seconds=1)
+JUST_AFTER = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
