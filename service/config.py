@@ -13,7 +13,8 @@ from service.webhooks.signatures import valid_secret
 
 CommaList = Annotated[list[str], NoDecode]
 EVENT_TYPES = ("pathway.escalated", "careplan.revised", "servicerequest.created", "task.overdue")
-EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created", "task.overdue"]
+EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created",
+                    "task.overdue"]
 
 
 def _standard_secret(value: str) -> str:

@@ -88,7 +88,8 @@ class ScheduleCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("carepath_schedule_due_patients",
-                                "Patients whose time-driven re-evaluation is due now", value=self.due)
+                                "Patients whose time-driven re-evaluation is due now",
+                                value=self.due)
         yield GaugeMetricFamily("carepath_schedule_oldest_due_age_seconds",
                                 "Age of the oldest due re-evaluation (0 when none is due)",
                                 value=max(0.0, self.oldest_age))

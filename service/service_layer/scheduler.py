@@ -27,8 +27,9 @@ ACTOR = "carepath:scheduler"
 
 
 class Scheduler:
-    def __init__(self, evaluator: PatientEvaluator, engine: AsyncEngine, clock: Clock, *, name: str,
-                 lease_seconds: float = 300.0, batch: int = 50, retry_seconds: float = 30.0) -> None:
+    def __init__(self, evaluator: PatientEvaluator, engine: AsyncEngine, clock: Clock, *,
+                 name: str, lease_seconds: float = 300.0, batch: int = 50,
+                 retry_seconds: float = 30.0) -> None:
         self.evaluator = evaluator
         self.engine = engine
         self.clock = clock

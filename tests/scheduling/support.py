@@ -36,7 +36,8 @@ def radicular_dx(patient: str, onset: datetime) -> dict[str, Any]:
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                            "code": "active"}]},
             "verificationStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                "code": "confirmed"}]},
             "code": {"coding": [{"system": ICD, "code": "M54.16"}]}, "onsetDateTime": iso(onset)}
 
 
@@ -62,7 +63,8 @@ def finding(patient: str, code: str, present: bool, when: datetime) -> dict[str,
 
 def mrc(patient: str, n: int, grade: int, when: datetime, side: str = "7771000") -> dict[str, Any]:
     return {"resourceType": "Observation", "id": f"{patient}-mrc-{n}", "status": "final",
-            "subject": subject(patient), "code": {"coding": [{"system": LRP, "code": "LRP-MRC-L4-ANKLEDF"}]},
+            "subject": subject(patient),
+            "code": {"coding": [{"system": LRP, "code": "LRP-MRC-L4-ANKLEDF"}]},
             "bodySite": {"coding": [{"system": SNOMED, "code": side}]},
             "effectiveDateTime": iso(when), "valueInteger": grade}
 
@@ -78,22 +80,24 @@ def failed_conservative_care(patient: str, now: datetime = T0) -> list[dict[str,
     2 days ago. No MRI today; the 6-week mark of conservative care is 2 days away."""
     onset = now - timedelta(days=40)
     return [radicular_dx(patient, onset), physiotherapy(patient, onset),
-            pain(patient, 1, 7, now - timedelta(days=30)), pain(patient, 2, 7, now - timedelta(days=16)),
-            pain(patient, 3, 7, now - timedelta(days=2))]
+            *(pain(patient, n, 7, now - timedelta(days=ago))
+              for n, ago in ((1, 30), (2, 16), (3, 2)))]
 
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:
     """Write-back and one webhook subscriber configured (nothing delivered: no worker runs)."""
-    values: dict[str, Any] = dict(
-        database_url=database_url, api_tokens=[TOKEN], run_worker=False, run_scheduler=False,
-        fhir_server_url="https://ehr.example.org/fhir",
-        webhook_subscribers=[{"url": "https://hooks.example.org/carepath", "secret": new_secret()}])
+    values: dict[str, Any] = {
+        "database_url": database_url, "api_tokens": [TOKEN], "run_worker": False,
+        "run_scheduler": False, "fhir_server_url": "https://ehr.example.org/fhir",
+        "webhook_subscribers": [{"url": "https://hooks.example.org/carepath",
+                                 "secret": new_secret()}]}
     values.update(overrides)
     return Settings(**values)
 
 
 @asynccontextmanager
-async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def running(settings: Settings, clock: Clock | None = None
+                  ) -> AsyncIterator[httpx.AsyncClient]:
     """The app through its real lifespan, and an authenticated client on it."""
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):

@@ -14,7 +14,15 @@ from service.adapters import tables
 from service.bootstrap import build_scheduler, build_services, stage_follow_up
 from service.rules.loader import load_pathways
 from service.service_layer.clock import fixed_clock
-from tests.scheduling.support import MRI, T0, codes, failed_conservative_care, post, running, settings_for
+from tests.scheduling.support import (
+    MRI,
+    T0,
+    codes,
+    failed_conservative_care,
+    post,
+    running,
+    settings_for,
+)
 
 PATIENTS = 24
 
@@ -48,8 +56,9 @@ async def test_two_schedulers_racing_evaluate_each_due_patient_once(postgres_url
             by_scheduler = Counter(r.patient_id for r in await conn.execute(
                 sa.select(tables.audit_log.c.patient_id).where(
                     tables.audit_log.c.actor == "carepath:scheduler")))
-            mri = [r.content for r in await conn.execute(sa.select(tables.resources.c.content).where(
-                tables.resources.c.resource_type == "ServiceRequest"))]
+            mri = [r.content for r in await conn.execute(
+                sa.select(tables.resources.c.content).where(
+                    tables.resources.c.resource_type == "ServiceRequest"))]
         assert evaluations == {f"r{n}": 1 for n in range(PATIENTS)}
         assert by_scheduler == {f"r{n}": 1 for n in range(PATIENTS)}
         assert sum(MRI in codes(orjson.loads(c)) for c in mri) == PATIENTS

@@ -3,7 +3,7 @@ and everything downstream happens as for new data (CarePlan, write-back, webhook
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from service.service_layer.clock import ManualClock
 from tests.scheduling.support import (
@@ -27,7 +27,8 @@ def scheduler(client):  # type: ignore[no-untyped-def]
     return client.app.state.services.extras["scheduler"]
 
 
-async def test_failed_conservative_care_fires_at_six_weeks_with_nothing_posted(sqlite_url: str) -> None:
+async def test_failed_conservative_care_fires_at_six_weeks_with_nothing_posted(
+        sqlite_url: str) -> None:
     clock = ManualClock(T0)
     async with running(settings_for(sqlite_url), clock) as client:
         await post(client, *failed_conservative_care("p7"))
@@ -36,7 +37,8 @@ async def test_failed_conservative_care_fires_at_six_weeks_with_nothing_posted(s
         schedule = (await client.get("/admin/schedule")).json()
         (due,) = schedule["items"]
         assert due["patient"] == "p7" and "R7" in due["reason"]
-        assert T0 + timedelta(days=2) <= clock.now.fromisoformat(due["dueAt"]) <= T0 + timedelta(days=2, minutes=1)
+        six_weeks = T0 + timedelta(days=2)
+        assert six_weeks < datetime.fromisoformat(due["dueAt"]) <= six_weeks + timedelta(seconds=1)
         staged = await outbox_rows(client)
 
         clock.advance(timedelta(days=1))
@@ -50,14 +52,16 @@ async def test_failed_conservative_care_fires_at_six_weeks_with_nothing_posted(s
         assert int(revised["meta"]["versionId"]) > int(careplan["meta"]["versionId"])
         assert "R7" in revised["description"]
         new = (await outbox_rows(client))[len(staged):]
-        written = {key.split(":")[-1].split("/_history")[0] for kind, key, _ in new if kind == "fhir"}
+        written = {key.split(":")[-1].split("/_history")[0]
+                   for kind, key, _ in new if kind == "fhir"}
         assert f"ServiceRequest/{mri['id']}" in written and f"CarePlan/{revised['id']}" in written
         assert {"careplan.revised", "servicerequest.created"} <= set(webhook_types(new))
         audit = (await client.get("/admin/schedule")).json()["items"]
-        assert all(clock.now.fromisoformat(i["dueAt"]) > clock.now for i in audit)
+        assert all(datetime.fromisoformat(i["dueAt"]) > clock.now for i in audit)
 
 
-async def test_red_flag_screen_becomes_due_fourteen_days_after_the_last_screen(sqlite_url: str) -> None:
+async def test_red_flag_screen_becomes_due_fourteen_days_after_the_last_screen(
+        sqlite_url: str) -> None:
     clock = ManualClock(T0)
     screened = T0 - timedelta(days=10)
     async with running(settings_for(sqlite_url), clock) as client:
@@ -70,7 +74,8 @@ async def test_red_flag_screen_becomes_due_fourteen_days_after_the_last_screen(s
         assert await scheduler(client).catch_up() == 0
         clock.advance(timedelta(hours=2))  # 14 days and an hour after the screen
         assert await scheduler(client).catch_up() == 1
-        (task,) = [t for t in await outputs(client, "Task", "p0") if codes(t) == {"red-flag-screen-due"}]
+        (task,) = [t for t in await outputs(client, "Task", "p0")
+                   if codes(t) == {"red-flag-screen-due"}]
         assert task["status"] == "requested"
         assert task["restriction"]["period"]["end"] > task["authoredOn"]
         (careplan,) = await outputs(client, "CarePlan", "p0")
@@ -83,10 +88,13 @@ async def test_an_overdue_re_examination_after_progression_escalates_to_an_asap_
         sqlite_url: str) -> None:
     clock = ManualClock(T0)
     async with running(settings_for(sqlite_url), clock) as client:
-        # Ankle dorsiflexion 5 -> 4: a new deficit in a muscle graded 5 (R4 ii): re-examine in 24-48 h.
+        # Ankle dorsiflexion 5 -> 4: a new deficit in a muscle graded 5 (R4 ii): re-examine in
+        # 24-48 h.
         await post(client, radicular_dx("p4", T0 - timedelta(days=10)),
-                   mrc("p4", 1, 5, T0 - timedelta(days=3)), mrc("p4", 2, 4, T0 - timedelta(hours=2)))
-        (reexamine,) = [t for t in await outputs(client, "Task", "p4") if codes(t) == {"motor-reexamine"}]
+                   mrc("p4", 1, 5, T0 - timedelta(days=3)),
+                   mrc("p4", 2, 4, T0 - timedelta(hours=2)))
+        (reexamine,) = [t for t in await outputs(client, "Task", "p4")
+                        if codes(t) == {"motor-reexamine"}]
         assert reexamine["restriction"]["period"]["end"] == "2026-03-04T09:00:00Z"  # 48 h
         assert "businessStatus" not in reexamine
         before = await outbox_rows(client)
