@@ -4,7 +4,11 @@ with a later CAREPATH_FIXED_NOW; operators see the backlog in /admin/schedule an
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -91,3 +95,29 @@ async def test_a_failing_re_evaluation_stays_due_and_visible(sqlite_url: str) ->
         assert (report["dueNow"], report["failing"]) == (1, 1)
         assert report["items"][0]["lastError"] == "RuntimeError: rule bug"
         assert report["oldestDueAgeSeconds"] > 0
+
+
+async def test_the_scheduler_runs_on_its_own_and_catches_up(sqlite_url: str,
+                                                            tmp_path: Path) -> None:
+    """`python -m service.entrypoints.scheduler`, beside a service that runs none."""
+    async with running(settings_for(sqlite_url, fixed_now=T0)) as client:
+        await post(client, *failed_conservative_care("alone"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_")}
+    env.update(DATABASE_URL=sqlite_url, CAREPATH_FIXED_NOW=(T0 + timedelta(days=3)).isoformat(),
+               CAREPATH_SCHEDULER_POLL_SECONDS="0.2")
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "scheduler.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "service.entrypoints.scheduler"],
+                                   cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        async with running(settings_for(sqlite_url, fixed_now=T0 + timedelta(days=3))) as client:
+            for _ in range(300):
+                if (await client.get("/admin/schedule")).json()["dueNow"] == 0:
+                    break
+                assert process.poll() is None, log.read_text()[-2000:]
+                await asyncio.sleep(0.1)
+            assert [r for r in await outputs(client, "ServiceRequest", "alone") if MRI in codes(r)]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
