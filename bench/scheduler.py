@@ -16,7 +16,9 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from bench import data
 from service.bootstrap import build_scheduler
 from service.config import Settings
 from service.entrypoints.app import create_app
@@ -30,10 +32,10 @@ from service.webhooks.signatures import new_secret
 from tests.scheduling.support import T0, failed_conservative_care
 
 
-def horizon_cost(pathway: Pathway, runs: int = 200) -> tuple[float, float]:
+def horizon_cost(pathway: Pathway, resources: list[dict[str, Any]], runs: int = 200
+                 ) -> tuple[float, float]:
     """(ms for one pure evaluation, ms for working out its next instant), medians."""
     decide_ms, horizon_ms = [], []
-    resources = failed_conservative_care("h")
     for _ in range(runs):
         started = time.perf_counter()
         decision = decide(pathway, "h", resources, T0)
@@ -72,7 +74,10 @@ async def one_run(patients: int, directory: Path) -> dict[str, float]:
 async def main(patients: int) -> None:
     configure_logging("WARNING")
     pathway = next(iter(load_pathways(Settings().pathways_dir).values()))
-    evaluate_ms, horizon_ms = horizon_cost(pathway)
+    evaluate_ms, horizon_ms = horizon_cost(pathway, failed_conservative_care("h"))
+    longer = {n: horizon_cost(pathway, [data.condition("h"), *(data.observation("h", i)
+                                                                for i in range(n))], runs=11)
+              for n in (20, 200)}
     with tempfile.TemporaryDirectory() as d:
         r = await one_run(patients, Path(d))
     print(f"scheduler benchmark: {patients} patients due at once, SQLite, one scheduler")
@@ -83,6 +88,9 @@ async def main(patients: int) -> None:
           f"{r['ingest']:.2f} s = {patients / r['ingest']:.0f} patients/s")
     print(f"  pure evaluation {evaluate_ms:.2f} ms; working out the next instant (horizon) "
           f"{horizon_ms:.2f} ms more per evaluation (median of 200)")
+    for n, (evaluate_ms, horizon_ms) in longer.items():
+        print(f"  a record of {n} observations: evaluation {evaluate_ms:.1f} ms, horizon "
+              f"{horizon_ms:.1f} ms more (median of 11)")
 
 
 if __name__ == "__main__":

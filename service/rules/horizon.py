@@ -9,10 +9,13 @@ t + d, for t a dated fact of the patient (or the episode onset, or a task's due 
 the durations the pathway declares in its rule parameters (read from the loaded pathway, never
 restated here), or a birthday (age thresholds).
 
-Not every such instant changes anything. Each candidate, in time order, is *probed*: the same pure
-evaluation is run as of that instant on the same facts, and the first one whose decision (outcomes,
-urgencies, actions, evidence, requests, tasks, overdue marks) differs from now is the answer. The
-probe count is capped; past the cap the last instant probed is returned, which only means one
+Not every such instant changes anything. Candidates are *probed*: the same pure evaluation is run
+as of that instant on the same facts, and the first one whose decision (outcomes, urgencies,
+actions, evidence, requests, tasks, overdue marks) differs from now is the answer. The nearest
+candidates are probed one by one; further out (a long record has thousands of candidates) the
+search gallops (1, 2, 4, ... candidates ahead) and then bisects back to the first that differs,
+which assumes a decision does not change and change back to exactly today's between two probes.
+The probe count is capped; past the cap the last instant probed is returned, which only means one
 re-evaluation that changes nothing.
 """
 
@@ -34,7 +37,8 @@ from service.rules.planner import EQUIVALENT_LOOKBACK
 from service.rules.registry import Pathway
 from service.rules.task_timing import due_within, time_tasks
 
-MAX_PROBES = 64
+MAX_PROBES = 48
+NEAR = 4  # candidates probed one by one before galloping
 # Windows are compared both as `<` and `<=`: probing just after t + d sees either flip.
 JUST_AFTER = timedelta(microseconds=1)
 
@@ -59,12 +63,33 @@ def next_change(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvalua
     differs; None when nothing on file can change with time alone."""
     raised = [TaskOnFile(t.key, t.authored) for t in evaluation.plan.tasks if t.authored]
     before = _signature(evaluation)
-    for count, moment in enumerate(candidates(pathway, facts, evaluation), start=1):
-        later = _signature(assess(pathway, facts, moment, raised))
-        if later != before:
-            return NextChange(moment, _differences(before, later))
-        if count >= max_probes:
-            return NextChange(moment, ("re-check: probe limit reached",))
+    moments = candidates(pathway, facts, evaluation)
+    probed: dict[int, dict[str, Any]] = {}
+
+    def differs(index: int) -> bool:
+        if index not in probed:
+            probed[index] = _signature(assess(pathway, facts, moments[index], raised))
+        return probed[index] != before
+
+    def found(index: int) -> NextChange:
+        return NextChange(moments[index], _differences(before, probed[index]))
+
+    same = -1  # the last candidate known to give today's decision
+    for index in range(min(NEAR, len(moments))):
+        if differs(index):
+            return found(index)
+        same = index
+    step = 1
+    while same + 1 < len(moments):
+        ahead = min(same + step, len(moments) - 1)
+        if differs(ahead):
+            while ahead - same > 1:
+                middle = (same + ahead) // 2
+                same, ahead = (same, middle) if differs(middle) else (middle, ahead)
+            return found(ahead)
+        same, step = ahead, step * 2
+        if len(probed) >= max_probes:
+            return NextChange(moments[same], ("re-check: probe limit reached",))
     return None
 
 
