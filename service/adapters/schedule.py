@@ -53,13 +53,19 @@ async def claim_due(engine: AsyncEngine, *, worker: str, now: datetime, lease: f
     return patients
 
 
-async def failed(engine: AsyncEngine, patient_id: str, worker: str, retry_at: datetime,
-                 error: str) -> None:
-    """The evaluation failed: keep the patient due (visible as overdue) and retry at `retry_at`."""
+async def failed(engine: AsyncEngine, patient_id: str, worker: str, now: datetime,
+                 base_seconds: float, error: str, max_seconds: float = 3600.0) -> None:
+    """The evaluation failed: keep the patient due (visible as overdue) and retry it later, after
+    `base_seconds` doubled per earlier failure (at most `max_seconds`)."""
     async with engine.begin() as conn:
+        attempts = (await conn.execute(sa.select(s.c.attempts).where(
+            s.c.patient_id == patient_id, s.c.locked_by == worker))).scalar()
+        if attempts is None:  # re-evaluated meanwhile (new data), or the lease was taken over
+            return
+        delay = min(max_seconds, base_seconds * 2 ** attempts)
         await conn.execute(sa.update(s).where(s.c.patient_id == patient_id, s.c.locked_by == worker)
-                           .values(attempts=s.c.attempts + 1, last_error=error[:2000],
-                                   locked_until=retry_at))
+                           .values(attempts=attempts + 1, last_error=error[:2000],
+                                   locked_until=now + timedelta(seconds=delay)))
 
 
 async def backlog(conn: AsyncConnection, now: datetime) -> tuple[int, datetime | None]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,9 +48,8 @@ class Scheduler:
                 await self.evaluator.evaluate(patient, actor=ACTOR)
             except Exception as exc:  # noqa: BLE001  (kept due and visible; retried later)
                 log.exception("time-driven re-evaluation failed; retried later")
-                await schedule.failed(self.engine, patient, self.name,
-                                      self.clock() + timedelta(seconds=self.retry_seconds),
-                                      f"{type(exc).__name__}: {exc}")
+                await schedule.failed(self.engine, patient, self.name, self.clock(),
+                                      self.retry_seconds, f"{type(exc).__name__}: {exc}")
         return len(patients)
 
     async def catch_up(self) -> int:

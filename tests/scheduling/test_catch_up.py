@@ -95,6 +95,9 @@ async def test_a_failing_re_evaluation_stays_due_and_visible(sqlite_url: str) ->
         assert (report["dueNow"], report["failing"]) == (1, 1)
         assert report["items"][0]["lastError"] == "RuntimeError: rule bug"
         assert report["oldestDueAgeSeconds"] > 0
+        retry = datetime.fromisoformat(report["items"][0]["lockedUntil"])
+        assert retry == T0 + timedelta(days=3, seconds=30)  # not again before then
+        assert await services.extras["scheduler"].catch_up() == 0
 
 
 async def test_the_scheduler_runs_on_its_own_and_catches_up(sqlite_url: str,
