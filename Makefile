@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.writeback
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.scheduler
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench

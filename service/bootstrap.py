@@ -17,6 +17,9 @@ from service.rules.registry import Pathway
 from service.service_layer.clock import Clock, fixed_clock, system_clock
 from service.service_layer.evaluate_patient import PatientEvaluator
 from service.service_layer.ingest import Ingestor
+from service.service_layer.scheduler import Scheduler
+from service.service_layer.writeback import WritebackStager
+from service.webhooks.events import WebhookEventStager
 from service.webhooks.receiver import WebhookReceiver
 
 
@@ -60,3 +63,17 @@ def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: C
         evaluator=evaluator, ingestor=ingestor,
         receiver=WebhookReceiver(ingestor, engine, http, clock),
         app_sessions=AppSessions(engine, session_secret, settings.app_session_seconds))
+
+
+def stage_follow_up(services: Services) -> None:
+    """Evaluation listeners that stage write-back (when configured) and outbound webhook events in
+    each evaluation's transaction, whoever triggers it (API, webhook, pending sweep, scheduler)."""
+    if services.settings.fhir_server_url:
+        services.evaluator.listeners.append(WritebackStager(services.settings.fhir_server_url))
+    services.evaluator.listeners.append(WebhookEventStager())
+
+
+def build_scheduler(services: Services, name: str) -> Scheduler:
+    settings = services.settings
+    return Scheduler(services.evaluator, services.engine, services.clock, name=name,
+                     lease_seconds=settings.scheduler_lease_seconds, batch=settings.scheduler_batch)

@@ -12,8 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from service.webhooks.signatures import valid_secret
 
 CommaList = Annotated[list[str], NoDecode]
-EVENT_TYPES = ("pathway.escalated", "careplan.revised", "servicerequest.created")
-EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created"]
+EVENT_TYPES = ("pathway.escalated", "careplan.revised", "servicerequest.created", "task.overdue")
+EventType = Literal["pathway.escalated", "careplan.revised", "servicerequest.created",
+                    "task.overdue"]
 
 
 def _standard_secret(value: str) -> str:
@@ -98,6 +99,12 @@ class Settings(BaseSettings):
     outbox_backoff_seconds: float = Field(1.0, gt=0)
     outbox_lease_seconds: float = Field(60.0, gt=0)
     run_worker: bool = True
+
+    # Time-driven re-evaluation (issue 11, spec 2a.1)
+    run_scheduler: bool = True
+    scheduler_poll_seconds: float = Field(30.0, gt=0)
+    scheduler_lease_seconds: float = Field(300.0, gt=0)
+    scheduler_batch: int = Field(50, gt=0)
 
     # CDS Hooks (issue 4)
     cds_allowed_issuers: CommaList = Field(default_factory=list)

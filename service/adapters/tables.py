@@ -172,3 +172,18 @@ app_sessions = sa.Table(
     sa.Column("expires_at", Instant, nullable=False),
     sa.Index("ix_app_sessions_expires", "expires_at"),
 )
+
+# Time-driven re-evaluation (spec 2a.1): when each patient's decision may next change with no new
+# data. One row per patient with something due; the scheduler claims due rows under a lease.
+patient_schedule = sa.Table(
+    "patient_schedule", metadata,
+    sa.Column("patient_id", sa.String(64), primary_key=True),
+    sa.Column("due_at", Instant, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("computed_at", Instant, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("locked_by", sa.String(100), nullable=True),
+    sa.Column("locked_until", Instant, nullable=True),
+    sa.Index("ix_patient_schedule_due", "due_at"),
+)

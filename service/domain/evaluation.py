@@ -87,11 +87,19 @@ class ProposedRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProposedTask:
+    """A Task the pathway asks for. `authored` is when it was first raised (kept across
+    re-evaluations), `due` when the data or action it asks for is wanted by; `overdue` once that
+    passed without it (spec 2a.1)."""
+
     key: str
     task: str
     rule_id: str
     description: str
     reasons: tuple[Evidence, ...] = ()
+    urgency: Urgency = Urgency.ROUTINE
+    authored: datetime | None = None
+    due: datetime | None = None
+    overdue: bool = False
 
 
 @dataclass(frozen=True, slots=True)

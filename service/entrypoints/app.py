@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.adapters import webhook_subscribers
 from service.adapters.database import migrate
-from service.bootstrap import Services, build_services
+from service.bootstrap import Services, build_scheduler, build_services, stage_follow_up
 from service.cds.cors import CdsCors
 from service.config import Settings
 from service.entrypoints.docs import install_docs
@@ -28,15 +28,13 @@ from service.entrypoints.routes import (
     timeline,
     webhooks,
 )
-from service.entrypoints.worker import build_worker
+from service.entrypoints.worker import build_worker, worker_name
 from service.observability import routes as observability
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
 from service.rules.loader import load_pathways
 from service.service_layer.clock import Clock
 from service.service_layer.pending import sweep_pending
-from service.service_layer.writeback import WritebackStager
-from service.webhooks.events import WebhookEventStager
 
 log = logging.getLogger("carepath")
 
@@ -60,12 +58,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             await webhook_subscribers.sync_configured(conn, settings.webhook_subscribers,
                                                       services.clock())
         background = [asyncio.create_task(sweep_pending(services.evaluator, services.engine))]
-        if settings.fhir_server_url:
-            services.evaluator.listeners.append(WritebackStager(settings.fhir_server_url))
-        services.evaluator.listeners.append(WebhookEventStager())
+        stage_follow_up(services)
         if settings.run_worker:
             worker = build_worker(services.engine, settings, services.http)
             background.append(asyncio.create_task(worker.run()))
+        services.extras["scheduler"] = scheduler = build_scheduler(services, worker_name())
+        if settings.run_scheduler:  # its first rounds catch up on whatever fell due meanwhile
+            background.append(asyncio.create_task(scheduler.run(settings.scheduler_poll_seconds)))
         try:
             yield
         finally:

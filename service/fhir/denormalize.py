@@ -19,6 +19,7 @@ from service.rules.planner import NO_EPISODE
 
 EXT = "http://carepath.example.org/fhir/StructureDefinition"
 TASK_CODES = "http://carepath.example.org/fhir/CodeSystem/pathway-task"
+TASK_STATUS = "http://carepath.example.org/fhir/CodeSystem/pathway-task-status"
 PATHWAY_TAG = "http://carepath.example.org/fhir/CodeSystem/pathway"
 URI = "urn:ietf:rfc:3986"
 _REASON_TYPES = ("Condition/", "Observation/", "DiagnosticReport/", "DocumentReference/")
@@ -111,12 +112,18 @@ class _Builder:
     def task(self, task: ProposedTask) -> dict[str, Any]:
         resource: dict[str, Any] = {
             "resourceType": "Task", "id": output_id("task", task.key), **self._common(task.key),
-            "status": "requested", "intent": "proposal", "priority": "routine",
+            "status": "requested", "intent": "proposal", "priority": task.urgency.priority,
             "code": {"coding": [{"system": TASK_CODES, "code": task.task}], "text": task.description},
-            "description": task.description, "for": self.patient, "authoredOn": self.now,
+            "description": task.description, "for": self.patient,
+            "authoredOn": format_instant(task.authored) if task.authored else self.now,
             "requester": self.requester,
             "note": [{"text": f"Raised by {task.rule_id}"}],
         }
+        if task.due is not None:
+            resource["restriction"] = {"period": {"end": format_instant(task.due)}}
+        if task.overdue:
+            resource["businessStatus"] = {"coding": [{"system": TASK_STATUS, "code": "overdue"}],
+                                          "text": "overdue"}
         if task.reasons:
             resource["input"] = [{"type": {"text": e.what}, "valueReference": _reference(e)}
                                  for e in task.reasons]
@@ -134,7 +141,8 @@ class _Builder:
             for r in requests]
         activity += [{"reference": {"reference": f"ServiceRequest/{output_id('sr', k)}",
                                     "display": "kept for clinician review"}} for k in plan.retained]
-        activity += [{"reference": {"reference": f"Task/{t['id']}", "display": t["description"]}}
+        activity += [{"reference": {"reference": f"Task/{t['id']}", "display": t["description"]
+                                    + (" (overdue)" if "businessStatus" in t else "")}}
                      for t in tasks]
         for item in plan.activities:
             detail: dict[str, Any] = {"status": item.status,

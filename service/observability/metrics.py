@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters import tables
+from service.adapters import schedule, tables
 from service.adapters.store import Store
 from service.observability.logs import logger, phi_safe
 from service.service_layer.evaluate_patient import PatientEvaluated
@@ -30,6 +30,8 @@ class Metrics:
                                 ["urgency"], registry=self.registry)
         self.outbox = OutboxCollector()
         self.registry.register(self.outbox)
+        self.schedule = ScheduleCollector()
+        self.registry.register(self.schedule)
 
     async def on_evaluated(self, _: Store, event: PatientEvaluated, now: datetime) -> None:
         """PatientEvaluator listener: count outcomes and log the decision without PHI."""
@@ -44,12 +46,17 @@ class Metrics:
                           urgency=urgency, met=[r.rule_id for r in e.results if r.met],
                           changes=len(event.changes))
 
-    async def refresh(self, engine: AsyncEngine) -> None:
-        """Read the outbox counts just before a scrape (prometheus collectors cannot await)."""
+    async def refresh(self, engine: AsyncEngine, now: datetime | None = None) -> None:
+        """Read the outbox counts and the schedule backlog just before a scrape (prometheus
+        collectors cannot await)."""
         o = tables.outbox
         query = sa.select(o.c.kind, o.c.status, sa.func.count()).group_by(o.c.kind, o.c.status)
         async with engine.connect() as conn:
             self.outbox.counts = {(row[0], row[1]): row[2] for row in await conn.execute(query)}
+            if now is not None:
+                due, oldest = await schedule.backlog(conn, now)
+                self.schedule.due = due
+                self.schedule.oldest_age = (now - oldest).total_seconds() if oldest else 0.0
 
 
 class OutboxCollector(Collector):
@@ -70,3 +77,19 @@ class OutboxCollector(Collector):
             for kind in kinds:
                 family.add_metric([kind], self.counts.get((kind, status), 0))
             yield family
+
+
+class ScheduleCollector(Collector):
+    """Time-driven re-evaluation backlog: a stuck scheduler shows as a growing oldest age."""
+
+    def __init__(self) -> None:
+        self.due = 0
+        self.oldest_age = 0.0
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("carepath_schedule_due_patients",
+                                "Patients whose time-driven re-evaluation is due now",
+                                value=self.due)
+        yield GaugeMetricFamily("carepath_schedule_oldest_due_age_seconds",
+                                "Age of the oldest due re-evaluation (0 when none is due)",
+                                value=max(0.0, self.oldest_age))

@@ -12,5 +12,6 @@ router = APIRouter(tags=["Operations"])
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     collected = request.app.state.metrics
-    await collected.refresh(request.app.state.services.engine)
+    services = request.app.state.services
+    await collected.refresh(services.engine, services.clock())
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)

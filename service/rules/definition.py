@@ -7,6 +7,7 @@ makes a prefix match (`icd10#C*` = any ICD-10-CM C code).
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -86,7 +87,20 @@ class RequestTemplate(Strict):
 
 
 class TaskTemplate(Strict):
+    """A Task the pathway may raise. `due`: how long after it is raised the data or action it asks
+    for is wanted (else the pathway's `default_task_due`); `asks_for`: the concepts whose new data
+    answers it, so that it becomes overdue when its due time passes without them (spec 2a.1)."""
+
     description: str
+    due: timedelta | None = None
+    asks_for: list[str] = Field(default_factory=list)
+
+
+class OverdueEscalation(Strict):
+    """What an overdue task of this branch escalates to (2a.1: R4 re-examination -> asap review)."""
+
+    task: str
+    urgency: Priority
 
 
 class ActivityTemplate(Strict):
@@ -102,6 +116,8 @@ class Branch(Strict):
     activities: list[str] = Field(default_factory=list)
     status: Literal["draft", "active"] = "draft"
     urgency: Priority | None = None
+    task_due: timedelta | None = None
+    when_overdue: OverdueEscalation | None = None
 
 
 class Rule(Strict):
@@ -133,6 +149,7 @@ class PathwayDefinition(Strict):
     tasks: dict[str, TaskTemplate]
     activities: dict[str, ActivityTemplate]
     rules: list[Rule] = Field(min_length=1)
+    default_task_due: timedelta | None = None
 
     _coerce = field_validator("careplan_category", mode="before")(
         classmethod(lambda cls, v: _code_refs(v)))
@@ -177,6 +194,13 @@ class PathwayDefinition(Strict):
                     if missing:
                         raise ValueError(
                             f"rule {rule.id} output {name!r} names unknown {kind} {missing[0]!r}")
+                if branch.when_overdue and branch.when_overdue.task not in self.tasks:
+                    raise ValueError(f"rule {rule.id} output {name!r} escalates to unknown task "
+                                     f"{branch.when_overdue.task!r}")
+        for name, task in self.tasks.items():
+            unknown = [c for c in task.asks_for if c not in self.concepts]
+            if unknown:
+                raise ValueError(f"task {name!r} asks for unknown concept {unknown[0]!r}")
         return self
 
     def _all_codes(self) -> list[CodeRef]:

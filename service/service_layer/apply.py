@@ -15,10 +15,12 @@ from service.service_layer.decide import decide
 
 async def apply_pathway(services: Services, pathway: Pathway, patient_id: str) -> dict[str, Any]:
     async with services.engine.connect() as conn:
-        on_file = await Store(conn).for_patient(patient_id, INPUT_TYPES)
-    if not on_file:
+        on_file = await Store(conn).for_patient(patient_id, INPUT_TYPES | {"Task"})
+    inputs = [r for r in on_file if r["resourceType"] in INPUT_TYPES]
+    if not inputs:
         raise NotFound(f"no data on file for Patient/{patient_id}")
-    outputs = decide(pathway, patient_id, on_file, services.clock()).outputs
+    tasks = [r for r in on_file if r["resourceType"] == "Task"]  # when each was first raised
+    outputs = decide(pathway, patient_id, inputs, services.clock(), tasks).outputs
     careplan = outputs.careplan or {
         "resourceType": "CarePlan", "status": "draft", "intent": "proposal",
         "subject": {"reference": f"Patient/{patient_id}"},

@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.evaluation import PathwayEvaluation
+from service.domain.facts import PatientFacts
 from service.fhir.denormalize import Outputs, build_outputs
 from service.fhir.normalize import to_facts
-from service.rules.evaluator import evaluate
+from service.fhir.tasks import tasks_on_file
+from service.rules.horizon import assess
 from service.rules.registry import Pathway
 
 
@@ -18,10 +20,13 @@ from service.rules.registry import Pathway
 class Decision:
     evaluation: PathwayEvaluation
     outputs: Outputs
+    facts: PatientFacts
 
 
-def decide(pathway: Pathway, patient_id: str, resources: Iterable[dict[str, Any]], now: datetime) -> Decision:
-    """Evaluate everything on file for a patient (inputs and this pathway's earlier outputs)."""
+def decide(pathway: Pathway, patient_id: str, resources: Iterable[dict[str, Any]], now: datetime,
+           tasks: Iterable[dict[str, Any]] = ()) -> Decision:
+    """Evaluate everything on file for a patient (inputs and this pathway's earlier outputs);
+    `tasks` are our earlier Tasks, whose first-raised time sets their due time (spec 2a.1)."""
     facts = to_facts(patient_id, resources, pathway.concepts)
-    evaluation = evaluate(pathway, facts, now)
-    return Decision(evaluation, build_outputs(pathway.definition, evaluation))
+    evaluation = assess(pathway, facts, now, tasks_on_file(tasks))
+    return Decision(evaluation, build_outputs(pathway.definition, evaluation), facts)

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.adapters import schedule
 from service.adapters.database import lock_patient
 from service.adapters.store import Store, Stored
 from service.fhir.denormalize import Outputs
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES
+from service.rules.horizon import NextChange, next_change
 from service.rules.registry import Pathway
 from service.service_layer.clock import Clock
 from service.service_layer.decide import Decision, decide
@@ -62,14 +64,21 @@ class PatientEvaluator:
             await lock_patient(conn, patient_id)
             on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
             event = PatientEvaluated(patient_id, [])
+            tasks = [r for r in on_file if r["resourceType"] == "Task"]
+            upcoming: list[NextChange] = []
             for pathway in self.pathways:
-                decision = decide(pathway, patient_id, _relevant(on_file), now)
+                decision = decide(pathway, patient_id, _relevant(on_file), now, tasks)
                 event.decisions.append(decision)
                 event.changes += await _persist(store, decision.outputs, on_file, patient_id, now)
                 await _record(store, decision, bool(event.changes), actor, now)
+                change = next_change(pathway, decision.facts, decision.evaluation)
+                upcoming += [change] if change else []
             for listener in self.listeners:
                 await listener(store, event, now)
             await store.clear_pending(patient_id)
+            soonest = min(upcoming, key=lambda c: c.at, default=None)
+            await schedule.set_next(conn, patient_id, soonest.at if soonest else None,
+                                    ", ".join(soonest.why) if soonest else "", now)
         return event
 
 
@@ -110,8 +119,8 @@ def _ours(resource: dict[str, Any]) -> bool:
 
 def _carry_over(resource: dict[str, Any], prior: dict[str, Any] | None) -> dict[str, Any]:
     """Keep the first authoredOn/created so a re-evaluation with the same outcome changes nothing."""
-    if prior is None:
-        return resource
+    if prior is None or (prior["resourceType"] == "Task" and prior.get("status") in _CLOSED_TASK):
+        return resource  # a task raised again after it was closed is a new request
     carried = dict(resource)
     for stamp in ("authoredOn", "created"):
         if stamp in prior and stamp in carried:

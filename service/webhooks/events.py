@@ -4,7 +4,9 @@ only if the decision it reports was committed) and delivered later through the o
 - `servicerequest.created`: the pathway proposed a new ServiceRequest;
 - `careplan.revised`: a CarePlan was created or revised;
 - `pathway.escalated`: an evaluation created a ServiceRequest of priority urgent, asap or stat;
-  the event names the rules that met and their evidence.
+  the event names the rules that met and their evidence;
+- `task.overdue`: a Task's due time passed without the data it asked for (spec 2a.1); once per
+  task and due time, with the escalation Tasks raised in the same evaluation.
 
 Each event's id is derived from what it reports, so re-staging never duplicates it, and the same id
 (`webhook-id`) is sent on every retry, as Standard Webhooks asks, so receivers can deduplicate.
@@ -55,6 +57,7 @@ def events_for(event: PatientEvaluated) -> list[tuple[str, str, dict[str, Any]]]
             found.append(("careplan.revised", identity, _with_resource({
                 "patient": patient, "carePlan": _ref(resource), "version": version,
                 "created": change.created, "status": resource.get("status")}, resource)))
+    found += _overdue(event, patient)
     if escalated:
         priorities = [c.resource.get("priority") for c in escalated]
         found.append(("pathway.escalated", "|".join(sorted(
@@ -63,6 +66,23 @@ def events_for(event: PatientEvaluated) -> list[tuple[str, str, dict[str, Any]]]
             "priority": max(priorities, key=ESCALATING.index),
             "serviceRequests": [_ref(c.resource) for c in escalated],
             "pathways": [_why(d.evaluation) for d in event.decisions]}))
+    return found
+
+
+def _overdue(event: PatientEvaluated, patient: str) -> list[tuple[str, str, dict[str, Any]]]:
+    tasks = [c.resource for c in event.changes if c.resource["resourceType"] == "Task"]
+    escalations = [_ref(t) for t in tasks
+                   if t.get("priority") in ESCALATING and t.get("status") == "requested"]
+    found = []
+    for task in tasks:
+        codes = [c.get("code") for c in (task.get("businessStatus") or {}).get("coding", [])]
+        if "overdue" not in codes or task.get("status") != "requested":
+            continue
+        due = ((task.get("restriction") or {}).get("period") or {}).get("end")
+        found.append(("task.overdue", f"{_ref(task)}/overdue/{due}", _with_resource({
+            "patient": patient, "task": _ref(task), "code": task.get("code", {}).get("coding", []),
+            "description": task.get("description"), "due": due, "priority": task.get("priority"),
+            "escalations": escalations}, task)))
     return found
 
 

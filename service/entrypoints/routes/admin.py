@@ -1,5 +1,6 @@
 """Operator endpoints: the outbox (counts, items, re-trying a failed delivery), outbound webhook
-subscribers, and inbound Subscription streams with their event-number gaps."""
+subscribers, inbound Subscription streams with their event-number gaps, and the time-driven
+re-evaluation schedule."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
-from service.adapters import outbox, subscription_streams, webhook_subscribers
+from service.adapters import outbox, schedule, subscription_streams, webhook_subscribers
 from service.adapters.store import Store
 from service.config import EVENT_TYPES, EventType, StandardWebhookSecret
 from service.entrypoints.deps import CallerDep, ServicesDep
@@ -140,3 +141,11 @@ async def recover_gaps(services: ServicesDep, caller: CallerDep) -> dict[str, An
     async with services.engine.connect() as conn:
         still_open = len(await subscription_streams.open_gaps(conn))
     return {"attempted": len(gaps), "open": still_open, "notes": notes}
+
+
+@router.get("/schedule")
+async def list_schedule(services: ServicesDep, _: CallerDep,
+                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    """Time-driven re-evaluation: patients due now, the oldest due instant and its age (a stuck
+    scheduler shows as a growing age), failing re-evaluations, and the next patients due."""
+    return await schedule.report(services.engine, services.clock(), limit=limit)
