@@ -17,11 +17,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from service.cds.prefetch import TEMPLATES, resource_type
 from service.service_layer.replay import read_resources
 
 _KID = "carepath-try"
-_PREFETCH_TYPES = {"observations": "Observation", "conditions": "Condition",
-                   "procedures": "Procedure"}
 
 
 def key_pair(directory: Path) -> tuple[Any, Path]:
@@ -52,9 +51,13 @@ def hook_request(bundle: Path, patient: str | None) -> dict[str, Any]:
         raise ValueError(f"{bundle} has no Patient; name one with --patient")
     prefetch: dict[str, Any] = {
         "patient": next((p for p in patients if p.get("id") == patient_id), None)}
-    for key, kind in _PREFETCH_TYPES.items():
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": [
-            {"resource": r} for r in resources if r.get("resourceType") == kind]}
+    for key in TEMPLATES:  # every key the service's discovery document asks for
+        if key == "patient":
+            continue
+        kind = resource_type(key)
+        matching = [{"resource": r} for r in resources if r.get("resourceType") == kind]
+        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(matching),
+                         **({"entry": matching} if matching else {})}
     return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
             "context": {"userId": "Practitioner/example", "patientId": patient_id},
             "prefetch": prefetch}
