@@ -63,8 +63,11 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
                 requests[owner] = _merge(requests.get(owner), proposed)
             for name in branch.tasks:
                 key = f"urn:lrp:{facts.patient_id}:{episode_id}:task:{name}"
-                tasks.setdefault(name, ProposedTask(key, name, rule.id, definition.tasks[name].description,
-                                                    result.evidence))
+                # A branch may say what exactly to confirm (e.g. the dates of a negated red flag).
+                description = definition.tasks[name].description
+                if action.note:
+                    description = f"{description}. {action.note[0].upper()}{action.note[1:]}"
+                tasks.setdefault(name, ProposedTask(key, name, rule.id, description, result.evidence))
             for name in branch.activities:
                 status, reason = ("stopped", "ineffective") if name == "esi-stopped" else ("not-started", None)
                 activities.setdefault(name, Activity(name, rule.id, status, reason))
