@@ -179,7 +179,10 @@ def arrival_differences(at_once: Final, in_parts: Final) -> list[str]:
     for key, (code, priority, status) in at_once.requests.items():
         found = in_parts.requests.get(key)
         if found is None:
-            if not (kept and priority == "routine"):  # suppressed while a kept escalation is open
+            covered = any(c == code and rank.index(p) >= rank.index(priority) for c, p, _ in kept.values())
+            # a routine one is suppressed while a kept escalation is open; any is covered by a kept
+            # escalation for the same order (no second request for one order)
+            if not (kept and priority == "routine") and not covered:
                 problems.append(f"request {code} ({priority}, {status}) missing")
             continue
         if found[1] != priority and not (found[1] in ESCALATED
@@ -236,7 +239,7 @@ def test_a_negated_red_flag_gives_r1_at_asap_with_a_confirm_task_however_it_arri
     emergency = [v for v in together.requests.values() if v[0] == "183866009"]
     assert emergency == [("183866009", "asap", "active")]
     assert "red-flag-negated-review" in together.tasks.values()
-    kept = [v for v in apart.requests.values() if v[0] == "183866009"]
+    kept = [v for v in apart.requests.values() if v[0] == "183866009"]  # one, however it arrived
     assert kept == [("183866009", "stat", "active")]  # raised at stat before the negative: never downgraded
     assert "red-flag-negated-review" in apart.tasks.values()
     assert arrival_differences(together, apart) == []
@@ -251,3 +254,13 @@ def test_the_comparison_catches_a_lost_or_extra_routine_proposal() -> None:
     kept = Final({"b": ("183866009", "stat", "active")}, {"t": "red-flag-screen-due", "r": REVIEW_TASK})
     assert arrival_differences(at_once, kept) == []
     assert arrival_differences(at_once, Final(kept.requests, {"t": "red-flag-screen-due"}))
+
+
+def test_a_red_flag_posted_before_the_diagnosis_gives_one_emergency_referral(api: Api) -> None:
+    """Scenario 4's saddle finding first (no episode yet), then the rest: still one referral."""
+    resources = INPUTS["04-saddle-preliminary"]
+    saddle = [i for i, r in enumerate(resources) if r["id"] in ("lrp-04", "04-saddle-d5")]
+    apart = api.post_in_parts(resources, [saddle, [i for i in range(len(resources)) if i not in saddle]])
+    referrals = [v for v in apart.requests.values() if v[0] == "183866009"]
+    assert referrals == [("183866009", "stat", "active")]
+    assert REVIEW_TASK in apart.tasks.values()  # the kept one is reviewed
