@@ -90,7 +90,8 @@ class _Builder:
             resource["bodySite"] = site
         # Spec 2a.9: each rule says which evidence is the reason; the rest is supporting. The ESI
         # Procedure (R8) and conservative-care evidence (R7) are reasons by the spec's choice.
-        because = [e for e in request.reasons if not e.supporting and not e.ref.startswith(_NEVER_REASON)]
+        because = [e for e in request.reasons
+                   if not e.supporting and not e.ref.startswith(_NEVER_REASON)]
         cited = {e.ref for e in because}
         reasons = _unique_refs(because)
         support = _unique_refs(e for e in request.reasons if e.ref not in cited)
