@@ -138,6 +138,10 @@ def test_a_bilateral_mrc_4_is_not_severe_and_a_later_one_sided_exam_supersedes_i
 def test_a_bilateral_foot_drop_or_radicular_finding_counts_as_bilateral(pathway: Pathway) -> None:
     foot_drop = run(pathway, dx("radic", "M54.16", 10), bilateral(dx("fd", "M21.379", 2)))
     assert requests(foot_drop)["183866009"] == ("stat", "active")
+    # an unsided foot drop with a one-sided severe grade is not bilateral: R3, not R1
+    one_leg = run(pathway, dx("radic", "M54.16", 10), dx("fd", "M21.379", 2), mrc("m", 3, 1, "left"))
+    assert "183866009" not in requests(one_leg)
+    assert requests(one_leg)["308482002"] == ("asap", "draft")
     pain = run(pathway, bilateral(dx("radic", "M54.16", 5)))
     assert outcome(pain, "R1") == "met"
     assert requests(pain)["183866009"] == ("stat", "active")

@@ -183,8 +183,8 @@ def _bilateral(facts: PatientFacts, p: CaudaEquinaParams) -> list[_RedFlag]:
         deficits.setdefault(side, []).append((run.time, evidence_of(latest), marked))
     for concept in p.foot_drop:  # a foot-drop diagnosis is a severe deficit of its side
         for dx in facts.diagnosed(concept):
-            if dx.active:
-                for side in _legs(dx.side):
+            for side in (_legs(dx.side) if dx.active else ()):
+                if side in (Side.LEFT, Side.RIGHT):
                     deficits.setdefault(side, []).append((dx.time, evidence_of(dx), True))
     if len(deficits) == 2 and any(m for entries in deficits.values() for _, _, m in entries):
         evidence = _dedupe(e for entries in deficits.values() for _, e, _ in entries)
