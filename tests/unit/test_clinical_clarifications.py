@@ -139,7 +139,9 @@ def test_a_bilateral_foot_drop_or_radicular_finding_counts_as_bilateral(pathway:
     foot_drop = run(pathway, dx("radic", "M54.16", 10), bilateral(dx("fd", "M21.379", 2)))
     assert requests(foot_drop)["183866009"] == ("stat", "active")
     # an unsided foot drop with a one-sided severe grade is not bilateral: R3, not R1
-    one_leg = run(pathway, dx("radic", "M54.16", 10), dx("fd", "M21.379", 2), mrc("m", 3, 1, "left"))
+    one_leg = run(
+        pathway, dx("radic", "M54.16", 10), dx("fd", "M21.379", 2), mrc("m", 3, 1, "left")
+    )
     assert "183866009" not in requests(one_leg)
     assert requests(one_leg)["308482002"] == ("asap", "draft")
     pain = run(pathway, bilateral(dx("radic", "M54.16", 5)))
