@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ Resource = dict[str, Any]
 CASES = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
 ESCALATED = {"urgent", "asap", "stat"}
 REVIEW_TASK = "evidence-withdrawn-review"
-EXAMPLES_PER_CASE = 4
+# A fixed number per case keeps the suite fast; raise it locally to search harder.
+EXAMPLES_PER_CASE = int(os.environ.get("ARRIVAL_ORDER_EXAMPLES", "4"))
 _runs = itertools.count()
 
 
