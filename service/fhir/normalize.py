@@ -53,12 +53,13 @@ _REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
                                             "entered-in-error", "unknown"}),
                        "intent": frozenset({"proposal", "plan", "directive", "order", "original-order",
                                             "reflex-order", "filler-order", "instance-order", "option"})},
-    "ImagingStudy": {"status": frozenset({"registered", "available", "cancelled", "entered-in-error",
-                                          "unknown"})},
+    "ImagingStudy": {"status": frozenset({"registered", "available", "cancelled",
+                                          "entered-in-error", "unknown"})},
     "MedicationRequest": {"status": frozenset({"active", "on-hold", "cancelled", "completed",
                                                "entered-in-error", "stopped", "draft", "unknown"})},
-    "MedicationStatement": {"status": frozenset({"active", "completed", "entered-in-error", "intended",
-                                                 "stopped", "on-hold", "unknown", "not-taken"})},
+    "MedicationStatement": {"status": frozenset({"active", "completed", "entered-in-error",
+                                                 "intended", "stopped", "on-hold", "unknown",
+                                                 "not-taken"})},
 }
 _GRADE = re.compile(r"^\s*([0-5])\s*[+-]?\s*$")
 
