@@ -5,7 +5,7 @@ The evaluator produces these; other code persists them, writes them back and not
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
@@ -36,12 +36,20 @@ class Urgency(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """One resource that a decision rests on, with the value that mattered."""
+    """One resource that a decision rests on, with the value that mattered.
+
+    `supporting` marks context rather than the reason itself: a request cites it in
+    `supportingInfo`, not `reasonReference` (spec 2a.9).
+    """
 
     ref: str
     what: str
     value: str | float | bool | None = None
     time: datetime | None = None
+    supporting: bool = False
+
+    def as_supporting(self) -> Evidence:
+        return replace(self, supporting=True)
 
 
 @dataclass(frozen=True, slots=True)

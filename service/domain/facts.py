@@ -116,6 +116,17 @@ class ProcedureDone:
 
 
 @dataclass(frozen=True, slots=True)
+class MedicationUse:
+    """A MedicationRequest or MedicationStatement that counts (status active or completed)."""
+
+    ref: str
+    concept: str
+    coding: Coding
+    time: datetime
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestOnFile:
     """A ServiceRequest already on file: the EHR's own, or one this pathway proposed earlier.
 
@@ -152,6 +163,7 @@ class PatientFacts:
     requests: tuple[RequestOnFile, ...] = ()
     withdrawn: tuple[Withdrawn, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    medications: tuple[MedicationUse, ...] = ()
 
     def measured(self, concept: str, *, settled_only: bool = True) -> list[Measurement]:
         """Measurements of one concept in clinical-time order."""
@@ -170,6 +182,10 @@ class PatientFacts:
 
     def diagnosed(self, concept: str) -> list[Diagnosis]:
         return [d for d in self.diagnoses if concept in d.concepts]
+
+    def medicated(self, concept: str) -> list[MedicationUse]:
+        return sorted((m for m in self.medications if m.concept == concept),
+                      key=lambda m: (m.time, m.ref))
 
     def done(self, concept: str) -> list[ProcedureDone]:
         return sorted((p for p in self.procedures if p.concept == concept), key=lambda p: (p.time, p.ref))

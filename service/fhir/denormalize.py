@@ -7,6 +7,7 @@ extension per rule with the outcome, the reason and references to the evidence.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -22,7 +23,8 @@ TASK_CODES = "http://carepath.example.org/fhir/CodeSystem/pathway-task"
 TASK_STATUS = "http://carepath.example.org/fhir/CodeSystem/pathway-task-status"
 PATHWAY_TAG = "http://carepath.example.org/fhir/CodeSystem/pathway"
 URI = "urn:ietf:rfc:3986"
-_REASON_TYPES = ("Condition/", "Observation/", "DiagnosticReport/", "DocumentReference/")
+# Cited as context only, never as the reason for a request.
+_NEVER_REASON = ("Patient/", "ServiceRequest/", "Task/", "CarePlan/")
 _PHYSIO_PLAN = {"system": "http://snomed.info/sct", "code": "773513001", "display": "Physiotherapy care plan"}
 
 
@@ -87,8 +89,13 @@ class _Builder:
         site = self._body_site(request)
         if site:
             resource["bodySite"] = site
-        reasons = [_reference(e) for e in request.reasons if e.ref.startswith(_REASON_TYPES)]
-        support = [_reference(e) for e in request.reasons if not e.ref.startswith(_REASON_TYPES)]
+        # Spec 2a.9: each rule says which evidence is the reason; the rest is supporting. The ESI
+        # Procedure (R8) and conservative-care evidence (R7) are reasons by the spec's choice.
+        because = [e for e in request.reasons
+                   if not e.supporting and not e.ref.startswith(_NEVER_REASON)]
+        cited = {e.ref for e in because}
+        reasons = _unique_refs(because)
+        support = _unique_refs(e for e in request.reasons if e.ref not in cited)
         if reasons:
             resource["reasonReference"] = reasons
         if support:
@@ -201,6 +208,14 @@ class _Builder:
         return (f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{escape(self._summary())}</p>'
                 f"<table><tr><th>Rule</th><th>Title</th><th>Outcome</th><th>Reason</th></tr>{rows}"
                 "</table></div>")
+
+
+def _unique_refs(evidence: Iterable[Evidence]) -> list[dict[str, Any]]:
+    """One reference per resource (the first citation of it)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for e in evidence:
+        seen.setdefault(e.ref, _reference(e))
+    return list(seen.values())
 
 
 def _reference(evidence: Evidence) -> dict[str, Any]:

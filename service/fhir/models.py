@@ -11,7 +11,7 @@ from fhir.resources import R4B
 from pydantic import ValidationError
 
 INPUT_TYPES = frozenset({"Observation", "Condition", "Procedure", "DiagnosticReport", "ServiceRequest",
-                         "Patient"})
+                         "Patient", "ImagingStudy", "MedicationRequest", "MedicationStatement"})
 OUTPUT_TYPES = frozenset({"CarePlan", "ServiceRequest", "Task"})
 
 

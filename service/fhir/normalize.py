@@ -19,6 +19,7 @@ from service.domain.facts import (
     Diagnosis,
     Finding,
     Measurement,
+    MedicationUse,
     PatientFacts,
     ProcedureDone,
     RequestOnFile,
@@ -34,6 +35,11 @@ OWN_KEY_PREFIX = "urn:lrp:"
 _EXCLUDED_OBSERVATION = {"registered", "cancelled"}
 _EXCLUDED_PROCEDURE = {"not-done", "preparation"}
 _REPORT_DONE = {"final", "amended", "corrected", "appended"}
+_STUDY_DONE = {"available"}
+# Spec §2 status filters: conservative-care medication counts when active or completed.
+_MEDICATION_COUNTS = {"active", "completed"}
+_SUBJECT_REQUIRED = {"Observation", "Condition", "Procedure", "DiagnosticReport", "ServiceRequest",
+                     "ImagingStudy", "MedicationRequest", "MedicationStatement"}
 # Required bindings that the R4B models do not enforce (they type these as plain `code`).
 _REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
     "Observation": {"status": frozenset({"registered", "preliminary", "final", "amended", "corrected",
@@ -47,6 +53,13 @@ _REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
                                             "entered-in-error", "unknown"}),
                        "intent": frozenset({"proposal", "plan", "directive", "order", "original-order",
                                             "reflex-order", "filler-order", "instance-order", "option"})},
+    "ImagingStudy": {"status": frozenset({"registered", "available", "cancelled",
+                                          "entered-in-error", "unknown"})},
+    "MedicationRequest": {"status": frozenset({"active", "on-hold", "cancelled", "completed",
+                                               "entered-in-error", "stopped", "draft", "unknown"})},
+    "MedicationStatement": {"status": frozenset({"active", "completed", "entered-in-error",
+                                                 "intended", "stopped", "on-hold", "unknown",
+                                                 "not-taken"})},
 }
 _GRADE = re.compile(r"^\s*([0-5])\s*[+-]?\s*$")
 
@@ -161,7 +174,7 @@ def value_issues(resource: dict[str, Any], index: ConceptIndex, where: str = "")
                 issues.append(Issue(base + problem.split(":")[0], f"{match.concept}: {problem}", "value"))
         if index.lookup_any(codings(resource.get("code"))) and clinical_time(resource) is None:
             issues.append(Issue(base + "effective[x]", "a clinical time (effective[x] or issued) is required", "required"))
-    if kind in {"Observation", "Condition", "Procedure", "DiagnosticReport", "ServiceRequest"} and subject_id(resource) is None:
+    if kind in _SUBJECT_REQUIRED and subject_id(resource) is None:
         issues.append(Issue(base + "subject", "subject must reference a Patient (Patient/{id})", "required"))
     return issues
 
@@ -174,6 +187,7 @@ def to_facts(patient_id: str, resources: Iterable[dict[str, Any]], index: Concep
     procedures: list[ProcedureDone] = []
     requests: list[RequestOnFile] = []
     withdrawn: list[Withdrawn] = []
+    medications: list[MedicationUse] = []
     problems: list[str] = []
     birth_date = None
     for resource in resources:
@@ -188,10 +202,15 @@ def to_facts(patient_id: str, resources: Iterable[dict[str, Any]], index: Concep
             _procedure(resource, index, procedures, withdrawn)
         elif kind == "DiagnosticReport":
             _report(resource, index, procedures, diagnoses)
+        elif kind == "ImagingStudy":
+            _imaging_study(resource, index, procedures)
+        elif kind in ("MedicationRequest", "MedicationStatement"):
+            _medication(resource, index, medications, withdrawn)
         elif kind == "ServiceRequest":
             _request(resource, index, requests)
     return PatientFacts(patient_id, birth_date, tuple(measurements), tuple(findings), tuple(diagnoses),
-                        tuple(procedures), tuple(requests), tuple(withdrawn), tuple(problems))
+                        tuple(procedures), tuple(requests), tuple(withdrawn), tuple(problems),
+                        tuple(medications))
 
 
 def _observation(resource: dict[str, Any], index: ConceptIndex, measurements: list[Measurement],
@@ -309,6 +328,46 @@ def _report(resource: dict[str, Any], index: ConceptIndex, procedures: list[Proc
         if found:
             diagnoses.append(Diagnosis(_ref(resource), frozenset(m.concept for m in index.lookup(found[0])),
                                        found[0], time, time, None, "active", "confirmed"))
+
+
+def _imaging_study(resource: dict[str, Any], index: ConceptIndex,
+                   procedures: list[ProcedureDone]) -> None:
+    """An available ImagingStudy whose procedureCode is a lumbar study (CPT 72148/72158: 2a.7)."""
+    if resource.get("status") not in _STUDY_DONE:
+        return
+    time = parse_datetime(resource.get("started"))
+    codes = [c for concept in resource.get("procedureCode", []) for c in codings(concept)]
+    matches = index.lookup_any(codes)
+    if time is None or not matches:
+        return
+    coding = next(c for c in codes if index.lookup(c))
+    procedures.extend(ProcedureDone(_ref(resource), m.concept, coding, time, "completed")
+                      for m in matches)
+
+
+def _medication(resource: dict[str, Any], index: ConceptIndex, medications: list[MedicationUse],
+                withdrawn: list[Withdrawn]) -> None:
+    """A MedicationRequest/MedicationStatement coded inline (medicationCodeableConcept).
+
+    Dated by authoredOn (request) or effective[x] start, else dateAsserted (statement).
+    """
+    codes = codings(resource.get("medicationCodeableConcept"))
+    matches = index.lookup_any(codes)
+    if not matches:
+        return
+    period = resource.get("effectivePeriod") or {}
+    time = next((t for t in (parse_datetime(v) for v in (
+        resource.get("authoredOn"), resource.get("effectiveDateTime"), period.get("start"),
+        period.get("end"), resource.get("dateAsserted"))) if t), None)
+    status = resource.get("status", "unknown")
+    if status == "entered-in-error":
+        withdrawn.extend(Withdrawn(_ref(resource), m.concept, time) for m in matches)
+        return
+    if status not in _MEDICATION_COUNTS or time is None:
+        return
+    coding = next(c for c in codes if index.lookup(c))
+    medications.extend(MedicationUse(_ref(resource), m.concept, coding, time, status)
+                       for m in matches)
 
 
 def _request(resource: dict[str, Any], index: ConceptIndex, requests: list[RequestOnFile]) -> None:

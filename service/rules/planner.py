@@ -63,8 +63,11 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
                 requests[owner] = _merge(requests.get(owner), proposed)
             for name in branch.tasks:
                 key = f"urn:lrp:{facts.patient_id}:{episode_id}:task:{name}"
-                tasks.setdefault(name, ProposedTask(key, name, rule.id, definition.tasks[name].description,
-                                                    result.evidence))
+                # A branch may say what exactly to confirm (e.g. the dates of a negated red flag).
+                description = definition.tasks[name].description
+                if action.note:
+                    description = f"{description}. {action.note[0].upper()}{action.note[1:]}"
+                tasks.setdefault(name, ProposedTask(key, name, rule.id, description, result.evidence))
             for name in branch.activities:
                 status, reason = ("stopped", "ineffective") if name == "esi-stopped" else ("not-started", None)
                 activities.setdefault(name, Activity(name, rule.id, status, reason))
@@ -83,7 +86,8 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
             notes.append(f"routine proposals suppressed while the {episode_urgency.priority} "
                          f"pathway is open: {', '.join(routine)}")
     for name in list(requests):
-        on_file = _equivalent_on_file(definition, name, facts, now)
+        on_file = _equivalent_on_file(definition, name, facts, now) or _kept_equivalent(
+            definition, requests[name], facts)
         if on_file:
             del requests[name]
             notes.append(f"{name} not proposed: equivalent request on file ({on_file.ref})")
@@ -131,6 +135,18 @@ def _equivalent_on_file(definition: PathwayDefinition, name: str, facts: Patient
         if request.status in _OPEN or (request.status == "completed" and recent):
             return request
     return None
+
+
+def _kept_equivalent(definition: PathwayDefinition, request: ProposedRequest,
+                     facts: PatientFacts) -> RequestOnFile | None:
+    """An escalation this pathway raised earlier under another identifier (e.g. before the episode's
+    Condition arrived) that is kept open and at least as urgent: it covers the same order, so
+    arrival order never yields two open requests for one order (spec §2 Idempotency, 2a.2)."""
+    codes = {definition.coding(c).key() for c in definition.requests[request.output].codes}
+    return next((prior for prior in facts.requests
+                 if prior.key and prior.key != request.key and _kept_open(prior)
+                 and prior.coding.key() in codes
+                 and _urgency(prior.priority) >= request.urgency), None)
 
 
 def _reconcile(facts: PatientFacts, requests: dict[str, ProposedRequest]

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.domain.evaluation import Evidence
-from service.domain.facts import Diagnosis, Finding, Measurement, PatientFacts, ProcedureDone, Side
+from service.domain.facts import (
+    Diagnosis,
+    Finding,
+    Measurement,
+    MedicationUse,
+    PatientFacts,
+    ProcedureDone,
+    Side,
+)
 
 
-def evidence_of(fact: Measurement | Finding | Diagnosis | ProcedureDone, what: str | None = None) -> Evidence:
+def evidence_of(fact: Measurement | Finding | Diagnosis | ProcedureDone | MedicationUse,
+                what: str | None = None) -> Evidence:
     """Cite a fact with the value that mattered."""
     if isinstance(fact, Measurement):
         side = f" {fact.side.value}" if fact.side is not Side.UNSPECIFIED else ""
@@ -25,13 +35,17 @@ def evidence_of(fact: Measurement | Finding | Diagnosis | ProcedureDone, what: s
 def by_muscle_and_side(facts: PatientFacts, muscles: Iterable[str]) -> dict[tuple[str, Side], list[Measurement]]:
     """Settled motor grades grouped per muscle and side, each series in clinical-time order.
 
-    Grades are compared only within the same muscle and side (spec §2, laterality).
+    Grades are compared only within the same muscle and side (spec §2, laterality). A grade recorded
+    with bodySite 51440002 (right and left) is a grade of each leg (spec 2a.6), so it joins both the
+    left and the right series, and a later one-sided exam supersedes it on that side only.
     """
     series: dict[tuple[str, Side], list[Measurement]] = {}
     wanted = set(muscles)
     for m in facts.measurements:
         if m.concept in wanted and m.settled:
-            series.setdefault((m.concept, m.side), []).append(m)
+            sides = (Side.LEFT, Side.RIGHT) if m.side is Side.BILATERAL else (m.side,)
+            for side in sides:
+                series.setdefault((m.concept, side), []).append(m)
     for values in series.values():
         values.sort(key=lambda m: (m.time, m.ref))
     return series
@@ -53,11 +67,40 @@ def positive_findings(facts: PatientFacts, concept: str) -> list[Finding]:
     return standing
 
 
+@dataclass(frozen=True, slots=True)
+class Negation:
+    """A positive finding ruled out by a later settled (final) absent one (spec 2a.3)."""
+
+    present: Finding
+    absent: Finding
+
+
+def negated_findings(facts: PatientFacts, concept: str) -> list[Negation]:
+    """Positives that a later *settled* absent ruled out, each paired with the absent that did it.
+
+    The complement of `positive_findings`: together they account for every positive on file, so
+    a red flag that was documented is never silently forgotten (spec 2a.3).
+    """
+    negations: list[Negation] = []
+    standing: list[Finding] = []
+    for finding in facts.found(concept):
+        if finding.present:
+            standing.append(finding)
+        elif finding.settled:
+            negations += [Negation(f, finding) for f in standing if f.time < finding.time]
+            standing = [f for f in standing if f.time >= finding.time]
+    return negations
+
+
 def conflicting(facts: PatientFacts, concept: str) -> list[Finding]:
-    """Present and absent recorded for the same concept at the same clinical time."""
+    """Present and absent recorded for the same concept at the same clinical time (both returned).
+
+    Spec 2a.10: such a conflict counts as present, plus a review task.
+    """
     series = facts.found(concept)
     times_present = {f.time for f in series if f.present}
-    return [f for f in series if not f.present and f.time in times_present]
+    times_absent = {f.time for f in series if not f.present}
+    return [f for f in series if f.time in times_present & times_absent]
 
 
 def active_diagnoses(facts: PatientFacts, concepts: Iterable[str]) -> list[Diagnosis]:

@@ -73,12 +73,23 @@ def test_conflicting_findings_at_the_same_time_count_as_present(pathway: Pathway
     assert requests(decision)["183866009"] == ("stat", "active")
 
 
-def test_a_later_final_negative_rules_out_but_a_preliminary_negative_does_not(pathway: Pathway) -> None:
+def test_a_later_final_negative_downgrades_to_very_urgent_but_a_preliminary_one_does_not(
+        pathway: Pathway) -> None:
+    """Spec 2a.3: a recent red flag later documented absent still fires, at asap, with a task."""
     positive = finding("a", "LRP-SADDLE", True, 3)
-    ruled_out = run(pathway, RADIC, positive, finding("b", "LRP-SADDLE", False, 1))
-    assert outcome(ruled_out, "R1") == "not-met"
+    negated = run(pathway, RADIC, positive, finding("b", "LRP-SADDLE", False, 1))
+    assert requests(negated)["183866009"] == ("asap", "active")
+    assert "red-flag-negated-review" in tasks(negated)
     still = run(pathway, RADIC, positive, finding("b", "LRP-SADDLE", False, 1, status="preliminary"))
-    assert outcome(still, "R1") == "met"
+    assert requests(still)["183866009"] == ("stat", "active")
+    assert "red-flag-negated-review" not in tasks(still)
+
+
+def test_a_red_flag_older_than_14_days_and_since_negated_fires_nothing(pathway: Pathway) -> None:
+    decision = run(pathway, RADIC, finding("a", "LRP-SADDLE", True, 20),
+                   finding("b", "LRP-SADDLE", False, 18))
+    assert outcome(decision, "R1") == "not-met"
+    assert "183866009" not in requests(decision)
 
 
 def test_sexual_dysfunction_alone_raises_review_not_emergency(pathway: Pathway) -> None:

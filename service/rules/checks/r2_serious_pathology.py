@@ -53,7 +53,8 @@ def serious_pathology(ctx: CheckContext, p: SeriousPathologyParams) -> RuleResul
     fracture = _present(facts, p.fracture)
     age = _age(facts.birth_date, now)
     if new_pain and age is not None and age > p.older_than_years:
-        fracture.append(Evidence(f"Patient/{facts.patient_id}", "age (years) with new back pain", age))
+        fracture.append(Evidence(f"Patient/{facts.patient_id}", "age (years) with new back pain",
+                                 age, supporting=True))
     if fracture:
         branches["fracture"] = fracture
     if not branches:

@@ -3,7 +3,9 @@
 Clinical meaning: a key lower-limb muscle graded MRC <= 3, or an active foot-drop diagnosis, needs
 very urgent spinal assessment and MRI: VERY URGENT (asap) when first recorded within 14 days,
 URGENT when established longer; not emergency, since NASS finds no evidence mandating emergency
-surgery for motor deficit. Severe deficit in both legs is routed to R1. MRC 4 (moderate) does not
+surgery for motor deficit. Severe deficit in both legs (one record per leg, or one with bodySite
+"right and left", v1.1 2a.6) is routed to R1; should R1 not fire on it, R3 escalates it itself, so a
+bilateral deficit is never left with no request. MRC 4 (moderate) does not
 escalate: it is flagged for R4 monitoring and a 2-week re-examination.
 Source: GIRFT CES pathway (major motor weakness, foot dorsiflexion); NHS National Low Back and
 Radicular Pain Pathway; NICE CKS ("progressive or severe motor deficit, e.g. foot drop"). The
@@ -18,7 +20,7 @@ from service.domain.evaluation import Action, Evidence, Outcome, RuleResult, Urg
 from service.domain.facts import Side
 from service.rules.definition import Priority
 from service.rules.motor import current_run_start
-from service.rules.registry import CheckContext, CheckParams, ConceptName, check
+from service.rules.registry import CheckContext, CheckParams, ConceptName, RuleRef, check
 from service.rules.series import by_muscle_and_side, current_study, evidence_of
 
 
@@ -32,6 +34,7 @@ class SevereMotorDeficitParams(CheckParams):
     established_urgency: Priority
     mri: list[ConceptName]
     mri_current_for: timedelta
+    bilateral_rule: RuleRef
 
 
 @check("severe_motor_deficit", SevereMotorDeficitParams, {"severe", "mri", "moderate"})
@@ -57,12 +60,13 @@ def severe_motor_deficit(ctx: CheckContext, p: SevereMotorDeficitParams) -> Rule
                               "monitor for progression (R4) and re-examine in 2 weeks",
                               evidence=tuple(moderate), actions=(Action("moderate"),))
         return RuleResult(ctx.rule.id, Outcome.NOT_MET, "no severe motor deficit on file")
-    evidence = tuple(e for _, _, e in severe)
+    evidence = tuple(dict.fromkeys(e for _, _, e in severe))
     sides = {side for side, _, _ in severe}
-    if {Side.LEFT, Side.RIGHT} <= sides or Side.BILATERAL in sides:
+    bilateral = ctx.earlier.get(p.bilateral_rule)
+    if ({Side.LEFT, Side.RIGHT} <= sides or Side.BILATERAL in sides) and bilateral and bilateral.met:
         return RuleResult(ctx.rule.id, Outcome.MET,
-                          "severe motor deficit in both legs: routed to R1 (suspected cauda equina)",
-                          evidence=evidence)
+                          f"severe motor deficit in both legs: routed to {p.bilateral_rule} "
+                          "(suspected cauda equina)", evidence=evidence)
     first = min(t for _, t, _ in severe)
     recent = ctx.now - first <= p.recent_within
     urgency = Urgency.from_priority(p.recent_urgency if recent else p.established_urgency)

@@ -34,6 +34,7 @@ _OPEN_REQUEST = {"draft", "active", "on-hold", "completed"}
 class FailedConservativeCareParams(CheckParams):
     conservative_for: timedelta
     physiotherapy: list[ConceptName]
+    analgesia: list[ConceptName]
     outcome_within: timedelta
     pain: ConceptName
     disability: ConceptName
@@ -67,7 +68,7 @@ def failed_conservative_care(ctx: CheckContext, p: FailedConservativeCareParams)
     if any(i.status == "completed" and i.time >= episode.onset for i in facts.done(p.injection)):
         return RuleResult(ctx.rule.id, Outcome.NOT_MET,
                           "an epidural injection was given this episode: R8 judges its response")
-    started, flags = _conservative_start(ctx, p, episode)
+    started, care, flags = _conservative_care(ctx, p, episode)
     if now - started < p.conservative_for:
         return RuleResult(ctx.rule.id, Outcome.NOT_MET,
                           f"conservative care for {(now - started).days} days "
@@ -86,7 +87,8 @@ def failed_conservative_care(ctx: CheckContext, p: FailedConservativeCareParams)
         return RuleResult(ctx.rule.id, Outcome.INDETERMINATE,
                           "only one outcome measure this episode: no baseline to compare against",
                           actions=(Action("collect"),), flags=flags)
-    evidence = tuple(e for s in (pain, odi) if s for e in (evidence_of(s[0]), evidence_of(s[-1])))
+    # 2a.9: R7 cites the NRS/ODI series of the episode and the conservative-care evidence.
+    evidence = tuple(evidence_of(m) for s in (pain, odi) for m in s) + care
     persistent = (pain and pain[-1].value >= p.pain_persistent_at) or (
         odi and odi[-1].value > p.disability_persistent_above)
     if not persistent:
@@ -107,16 +109,27 @@ def failed_conservative_care(ctx: CheckContext, p: FailedConservativeCareParams)
                       urgency=None, evidence=evidence + more, actions=actions, flags=flags)
 
 
-def _conservative_start(ctx: CheckContext, p: FailedConservativeCareParams,
-                        episode: Episode) -> tuple[datetime, tuple[str, ...]]:
-    """t0: the first physiotherapy procedure or EHR referral, else the episode onset (flagged)."""
-    starts = [proc.time for c in p.physiotherapy for proc in ctx.facts.done(c)
-              if proc.status in _UNDERWAY]
-    starts += [r.authored for r in ctx.facts.requests if r.key is None and r.authored
-               and r.status in _OPEN_REQUEST and set(p.physiotherapy) & r.concepts]
-    if starts:
-        return min(starts), ()
-    return episode.onset, ("conservative-care-undocumented",)
+def _conservative_care(ctx: CheckContext, p: FailedConservativeCareParams, episode: Episode
+                       ) -> tuple[datetime, tuple[Evidence, ...], tuple[str, ...]]:
+    """(t0, conservative-care evidence, flags), counting only this episode's care (2a.8).
+
+    t0 is the first physiotherapy procedure or EHR referral of the episode, else the episode onset.
+    Evidence is that physiotherapy plus analgesic MedicationRequests/Statements (active or
+    completed); with none, R7 proceeds but tags `conservative-care-undocumented`.
+    """
+    facts, onset = ctx.facts, episode.onset
+    physio = [proc for c in p.physiotherapy for proc in facts.done(c)
+              if proc.status in _UNDERWAY and proc.time >= onset]
+    referrals = [r for r in facts.requests if r.key is None and r.authored and r.authored >= onset
+                 and r.status in _OPEN_REQUEST and set(p.physiotherapy) & r.concepts]
+    analgesia = [m for c in p.analgesia for m in facts.medicated(c) if m.time >= onset]
+    care = tuple(dict.fromkeys(
+        [*(evidence_of(x, "physiotherapy") for x in physio),
+         *(Evidence(r.ref, "physiotherapy referral", r.status, r.authored) for r in referrals),
+         *(evidence_of(m, f"analgesia {m.coding.code}") for m in analgesia)]))
+    starts = [x.time for x in physio] + [r.authored for r in referrals if r.authored]
+    flags = () if care else ("conservative-care-undocumented",)
+    return (min(starts) if starts else onset), care, flags
 
 
 def _improved(series: list[Measurement], points: float, fraction: float) -> bool:
@@ -132,10 +145,10 @@ def _next_steps(ctx: CheckContext, p: FailedConservativeCareParams, episode: Epi
         return (Action("mri"),), (), "MRI lumbar spine (ACR V3)"
     concordant = [d for d in active_diagnoses(facts, p.concordant)
                   if d.verification_status in (None, "confirmed")]
-    cited = (evidence_of(mri, "current MRI"),)
+    cited = (evidence_of(mri, "current MRI").as_supporting(),)
     if not concordant:
         return (), cited, "current MRI without a clinician-confirmed concordant diagnosis: clinician review"
-    cited += tuple(evidence_of(d, "concordant diagnosis") for d in concordant)
+    cited += tuple(evidence_of(d, "concordant diagnosis").as_supporting() for d in concordant)
     actions = [Action("surgical-opinion")]
     claudication_only = active_diagnoses(facts, p.claudication) and not active_diagnoses(facts, p.radicular)
     sessions = [i for i in facts.done(p.injection)
@@ -149,7 +162,7 @@ def _next_steps(ctx: CheckContext, p: FailedConservativeCareParams, episode: Epi
         why = "no ESI for stenosis with neurogenic claudication (NICE)"
     elif len(sessions) >= p.esi_cap:
         why = f"no ESI: {len(sessions)} sessions in the last {p.esi_cap_window.days} days (LCD cap {p.esi_cap})"
-        cited += tuple(evidence_of(i, "prior ESI") for i in sessions)
+        cited += tuple(evidence_of(i, "prior ESI").as_supporting() for i in sessions)
     elif not eligible:
         why = f"no ESI: needs radicular pain >= {p.esi_radicular_for.days} days and NRS >= {p.esi_pain_at_least:g}"
     elif caution:

@@ -52,10 +52,15 @@ def failed_injection(ctx: CheckContext, p: FailedInjectionParams) -> RuleResult:
     progressed_after = progression is not None and progression.met and any(
         e.time and e.time > esi.time for e in progression.evidence)
     urgency = _urgency(ctx, p)
+    # 2a.9: the request cites the ESI Procedure and the NRS series around it.
+    since = pre.time if pre else esi.time - p.pre_within
+    series = tuple(evidence_of(m, "pain NRS") for m in within(pain, since, esi.time + p.post_until))
     if progressed_after:
         return RuleResult(ctx.rule.id, Outcome.MET,
                           "neurological progression after the injection: failed; surgical referral",
-                          urgency=urgency, evidence=cited + progression.evidence,
+                          urgency=urgency,
+                          evidence=cited + series + tuple(e.as_supporting()
+                                                          for e in progression.evidence),
                           actions=(Action("failed", urgency),))
     if pre is None:
         return RuleResult(ctx.rule.id, Outcome.INDETERMINATE,
@@ -71,7 +76,9 @@ def failed_injection(ctx: CheckContext, p: FailedInjectionParams) -> RuleResult:
                           actions=(Action("missing"),))
     latest = post[-1]
     reduction = (pre.value - latest.value) / pre.value if pre.value > 0 else 0.0
-    cited += (evidence_of(pre, "pain NRS before injection"), evidence_of(latest, "pain NRS after injection"))
+    cited += tuple(dict.fromkeys((evidence_of(pre, "pain NRS before injection"),
+                                  *(e for e in series if e.ref not in (pre.ref, latest.ref)),
+                                  evidence_of(latest, "pain NRS after injection"))))
     change = f"NRS {pre.value:g} -> {latest.value:g} ({-reduction:+.0%})"
     if reduction < p.failed_below:
         return RuleResult(ctx.rule.id, Outcome.MET,
