@@ -13,6 +13,7 @@ from service.config import Settings
 from service.rules.registry import Pathway
 from service.service_layer.clock import Clock, fixed_clock, system_clock
 from service.service_layer.evaluate_patient import PatientEvaluator
+from service.service_layer.fhir_api import FhirApi
 from service.service_layer.ingest import Ingestor
 from service.webhooks.receiver import WebhookReceiver
 
@@ -27,6 +28,7 @@ class Services:
     evaluator: PatientEvaluator
     ingestor: Ingestor
     receiver: WebhookReceiver
+    fhir: FhirApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,4 +49,4 @@ def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: C
     return Services(
         settings=settings, engine=engine, pathways=pathways, clock=clock, http=http,
         evaluator=evaluator, ingestor=ingestor,
-        receiver=WebhookReceiver(ingestor, engine, http, clock))
+        receiver=WebhookReceiver(ingestor, engine, http, clock), fhir=FhirApi(ingestor))

@@ -22,6 +22,11 @@ class Issue:
     expression: str
     message: str
     code: str = "invalid"
+    severity: str = "error"  # error | warning | information (2a.12: unusable values are warnings)
+
+    @property
+    def refuses(self) -> bool:
+        return self.severity in ("error", "fatal")
 
 
 @cache
