@@ -122,7 +122,8 @@ async def test_values_the_pathway_cannot_use_are_stored_with_a_located_warning(c
 
 
 async def test_a_flagged_raw_odi_score_is_accepted(client: httpx.AsyncClient) -> None:
-    raw = observation("97909-6", valueQuantity={"value": 22, "unit": "{score}", "code": "{score}"},
+    raw = observation("97909-6", valueQuantity={"value": 22, "unit": "{score}", "code": "{score}",
+                                                       "system": "http://unitsofmeasure.org"},
                       method={"coding": [{"system": LRP, "code": "LRP-ODI-RAW"}]})
     assert (await client.put("/fhir/Observation/obs-1", json=raw)).status_code == 201
 
