@@ -171,6 +171,8 @@ class _Walker:
         if repeats and minimum > len(items):
             self.add(where, f"{name} needs at least {minimum} items", "required")
         type_code = self.type_of(base_name, element_path, definition)
+        if element_path == f"{type_name}.id" and type_name in self.d.resources:
+            type_code = "id"  # R4 types Resource.id as System.String; the spec requires the id format
         for i, item in enumerate(items):
             at = f"{where}[{i}]" if repeats else where
             if item is None and name.startswith("_"):
