@@ -92,6 +92,44 @@ def validate_r4(resource: dict[str, Any], where: str = "") -> list[Issue]:
     return walker.issues[:20]
 
 
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WHOLE_NODE = ("children()", "descendants()", "%", "$this")
+
+
+def _element_name(json_name: str) -> str:
+    """valueQuantity -> value, _birthDate -> birthDate: the name FHIRPath navigates by."""
+    name = json_name.lstrip("_")
+    head = re.match(r"[a-z][a-z0-9]*", name)
+    return head.group(0) if head else name
+
+
+@cache
+def _names(key: str) -> frozenset[str] | None:
+    """The element names an invariant can look at; None when it looks at the whole node."""
+    expression = definitions().invariants[key][0]
+    if expression.startswith("contained."):
+        return frozenset({"contained"})  # dom-2..dom-5: about contained resources only
+    if any(marker in expression for marker in _WHOLE_NODE):
+        return None
+    return frozenset(_TOKEN.findall(expression))
+
+
+@cache
+def _true_when_empty(key: str, path: str) -> bool:
+    check = _compiled(key)
+    try:
+        return check is not None and check(ResourceNode.create_node({}, path), {}) == [True]
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _vacuous(key: str, path: str, present: set[str]) -> bool:
+    """An invariant that holds on an empty node holds on one lacking every element it names (a
+    shortcut: evaluating FHIRPath is most of the cost of validation)."""
+    names = _names(key)
+    return names is not None and not (names & present) and _true_when_empty(key, path)
+
+
 class _Walker:
     def __init__(self, d: _Definitions, root: dict[str, Any]) -> None:
         self.d = d
@@ -276,9 +314,10 @@ class _Walker:
 
     def invariants(self, node: dict[str, Any], element: dict[str, Any], path: str, where: str,
                    resource_root: dict[str, Any]) -> None:
+        present = {_element_name(k) for k in node}
         for key in element.get("invariants", ()):
             check = _compiled(key)
-            if check is None:
+            if check is None or _vacuous(key, path, present):
                 continue
             try:  # typed by its element path, so that choice elements (value[x]) resolve
                 result = check(ResourceNode.create_node(node, path),

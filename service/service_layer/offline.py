@@ -19,7 +19,8 @@ def evaluate_resources(pathway: Pathway, resources: list[dict[str, Any]], now: d
     """Per patient: the decision summary and its outputs. Invalid inputs are reported, not used."""
     usable, rejected = [], []
     for resource in resources:
-        issues = validate_resource(resource) or value_issues(resource, pathway.concepts)
+        issues = [i for i in validate_resource(resource) or value_issues(resource, pathway.concepts)
+                  if i.refuses]  # values the pathway cannot use are left out by normalisation (2a.12)
         if resource.get("resourceType") not in INPUT_TYPES:
             continue
         if issues:
@@ -51,4 +52,5 @@ def evaluate_resources(pathway: Pathway, resources: list[dict[str, Any]], now: d
 def evaluate_bundle(bundle: dict[str, Any], pathways_dir: Path, now: datetime) -> dict[str, Any]:
     pathway = next(iter(load_pathways(pathways_dir).values()))
     _, entries = bundle_entries(bundle)
+    entries = [e for e in entries if e.writes]
     return evaluate_resources(pathway, [e.resource for e in entries], now)[0]
