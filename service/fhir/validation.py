@@ -88,7 +88,10 @@ def validate_r4(resource: dict[str, Any], where: str = "") -> list[Issue]:
     if not isinstance(kind, str) or kind not in d.resources:
         return [Issue(f"{where}resourceType", f"unknown resourceType {kind!r}", "not-supported")]
     walker = _Walker(d, resource)
-    walker.resource(resource, kind, where.rstrip(".") if where else kind)
+    try:
+        walker.resource(resource, kind, where.rstrip(".") if where else kind)
+    except RecursionError:
+        return [Issue(where.rstrip(".") or kind, "the resource is nested too deeply to validate", "too-costly")]
     return walker.issues[:20]
 
 

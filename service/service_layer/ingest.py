@@ -137,7 +137,7 @@ class Ingestor:
         now = self.clock()
         async with self.engine.begin() as conn:
             store = Store(conn)
-            patient = await store.delete(kind, rid)
+            patient = await store.delete(kind, rid, now)
             if patient:
                 await store.mark_pending(patient, now)
             await store.audit(actor=actor, action="webhook-delete", patient_id=patient, now=now,
