@@ -67,7 +67,7 @@ def negotiate_format(request: Request) -> None:
         return
     kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     refused = [part for part in accept.split(",") if "q=0" in part.replace(" ", "") and
-               not "q=0." in part.replace(" ", "")]
+               "q=0." not in part.replace(" ", "")]
     if not any(k in _SERVED and not any(r.split(";")[0].strip().lower() == k for r in refused) for k in kinds):
         raise NotAcceptable(f"Accept {accept!r} names no format served here; use {FHIR_JSON}")
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from service.errors import InvalidResource
 from service.fhir.ids import content_id
 from service.fhir.models import Issue
-from service.fhir.outcome import operation_outcome
 
 ACCEPTED_TYPES = ("batch", "transaction", "collection")
 

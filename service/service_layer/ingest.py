@@ -19,8 +19,8 @@ from service.adapters.store import Store, Stored, same_content
 from service.errors import InvalidResource, MethodNotAllowed, PreconditionFailed
 from service.fhir.ids import content_id
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue, validate_resource
-from service.fhir.search import Search
 from service.fhir.normalize import subject_id, value_issues
+from service.fhir.search import Search
 from service.fhir.time import parse_datetime
 from service.rules.registry import Pathway
 from service.service_layer.clock import Clock

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from email.utils import format_datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
