@@ -78,8 +78,9 @@ class Store:
                       patient_id=row.patient_id)
 
     async def put(self, resource: dict[str, Any], *, origin: str, patient_id: str | None,
-                  now: datetime) -> Stored:
-        """Create or update by (type, id). Identical content is a no-op (idempotent re-posting)."""
+                  now: datetime, method: str | None = None) -> Stored:
+        """Create or update by (type, id). Identical content is a no-op (idempotent re-posting).
+        `method` (POST or PUT) is what the history records; by default POST for a creation."""
         kind, rid = resource["resourceType"], resource["id"]
         existing = await self.get(kind, rid)
         if existing is not None and same_content(existing.resource, resource):
@@ -100,7 +101,7 @@ class Store:
                 t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))
         await self.conn.execute(sa.insert(t.resource_history).values(
             resource_type=kind, id=rid, version_id=version, last_updated=now,
-            method="POST" if existing is None else "PUT", content=values["content"]))
+            method=method or ("POST" if existing is None else "PUT"), content=values["content"]))
         return Stored(stored, version, created=existing is None, changed=True, patient_id=patient_id,
                       previous_patient=existing.patient_id if existing else None)
 

@@ -117,7 +117,8 @@ class Ingestor:
         if current is not None and op.is_create and not same_content(current.resource, op.resource):
             # a server-assigned id is a content hash: equal ids with different content cannot happen
             raise PreconditionFailed(f"{op.resource_type}/{op.resource_id} exists with other content")
-        return await store.put(op.resource, origin="input", patient_id=subject_id(op.resource), now=now)
+        return await store.put(op.resource, origin="input", patient_id=subject_id(op.resource), now=now,
+                               method="POST" if op.is_create else "PUT")
 
     async def store(self, resources: Iterable[dict[str, Any]], *, actor: str) -> list[Accepted]:
         """Commit validated resources; a patient whose data changed is marked pending."""

@@ -169,7 +169,7 @@ async def test_delete_removes_an_input_and_re_evaluates_the_patient(client: http
     assert tasks["total"] >= 1  # the kept stat escalation lost its evidence: a review Task
     assert (await client.delete("/fhir/Observation/obs-1")).status_code == 204  # idempotent
     history = (await client.get("/fhir/Observation/obs-1/_history")).json()
-    assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "POST"]
+    assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "PUT"]
     assert_outcome(await client.get("/fhir/Observation/obs-1/_history/2"), 410, "deletion")
     await client.delete("/fhir/Condition/dx-1")
     recreated = await client.put("/fhir/Condition/dx-1", json=condition())
