@@ -128,6 +128,9 @@ async def test_conditional_create_with_if_none_exist(client: httpx.AsyncClient) 
     edited = {**tagged, "valueInteger": 7}
     same = await client.post("/fhir/Observation", json=edited, headers={"If-None-Exist": "identifier=urn:ehr|n-1"})
     assert same.status_code == 200 and same.json()["id"] == made.json()["id"] and same.json()["valueInteger"] == 6
+    # criteria the server cannot honour would match everything: refused, not ignored
+    assert_outcome(await client.post("/fhir/Observation", json=edited, headers={"If-None-Exist": "colour=red"}),
+                   400, "colour")
 
 
 async def test_put_updates_with_if_match_and_versions_are_readable(client: httpx.AsyncClient) -> None:
