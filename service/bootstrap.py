@@ -16,6 +16,7 @@ from service.config import Settings
 from service.rules.registry import Pathway
 from service.service_layer.clock import Clock, fixed_clock, system_clock
 from service.service_layer.evaluate_patient import PatientEvaluator
+from service.service_layer.fhir_api import FhirApi
 from service.service_layer.ingest import Ingestor
 from service.service_layer.scheduler import Scheduler
 from service.service_layer.writeback import WritebackStager
@@ -34,6 +35,7 @@ class Services:
     ingestor: Ingestor
     receiver: WebhookReceiver
     app_sessions: AppSessions
+    fhir: FhirApi
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,7 +64,8 @@ def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: C
         settings=settings, engine=engine, pathways=pathways, clock=clock, http=http,
         evaluator=evaluator, ingestor=ingestor,
         receiver=WebhookReceiver(ingestor, engine, http, clock),
-        app_sessions=AppSessions(engine, session_secret, settings.app_session_seconds))
+        app_sessions=AppSessions(engine, session_secret, settings.app_session_seconds),
+        fhir=FhirApi(ingestor))
 
 
 def stage_follow_up(services: Services) -> None:

@@ -10,7 +10,10 @@ these to HTTP status codes with a FHIR OperationOutcome body.
   + Unauthorized            401: missing or bad credentials
   + Forbidden               403
   + NotFound                404
+    - Gone                  410: deleted
   + PreconditionFailed      412
+  + NotAcceptable           406: the client asked for a format we do not serve (XML, ...)
+  + MethodNotAllowed        405: with the Allow header
   + BadGateway              502: a server we had to ask (e.g. for an id-only resource) failed
 """
 
@@ -73,9 +76,30 @@ class NotFound(CarepathError):
     code = "not-found"
 
 
+class Gone(NotFound):
+    """410: the resource (or that version) was deleted."""
+
+    status = 410
+    code = "deleted"
+
+
 class PreconditionFailed(CarepathError):
     status = 412
     code = "conflict"
+
+
+class NotAcceptable(CarepathError):
+    status = 406
+    code = "not-supported"
+
+
+class MethodNotAllowed(CarepathError):
+    status = 405
+    code = "not-supported"
+
+    def __init__(self, message: str, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class BadGateway(CarepathError):

@@ -23,6 +23,8 @@ class Stored:
     version_id: int
     created: bool
     changed: bool
+    patient_id: str | None = None  # the patient this version is filed under
+    previous_patient: str | None = None  # the patient the version it replaced was filed under
 
     @property
     def etag(self) -> str:
@@ -31,6 +33,16 @@ class Stored:
     @property
     def location(self) -> str:
         return f"{self.resource['resourceType']}/{self.resource['id']}/_history/{self.version_id}"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    method: str
+    resource: dict[str, Any] | None  # None for a deletion
 
 
 def _dumps(value: Any) -> str:
@@ -58,15 +70,17 @@ class Store:
     # --- resources -------------------------------------------------------------------------
     async def get(self, resource_type: str, resource_id: str) -> Stored | None:
         row = (await self.conn.execute(
-            sa.select(t.resources.c.content, t.resources.c.version_id).where(
+            sa.select(t.resources.c.content, t.resources.c.version_id, t.resources.c.patient_id).where(
                 t.resources.c.resource_type == resource_type, t.resources.c.id == resource_id))).first()
         if row is None:
             return None
-        return Stored(orjson.loads(row.content), row.version_id, created=False, changed=False)
+        return Stored(orjson.loads(row.content), row.version_id, created=False, changed=False,
+                      patient_id=row.patient_id)
 
     async def put(self, resource: dict[str, Any], *, origin: str, patient_id: str | None,
-                  now: datetime) -> Stored:
-        """Create or update by (type, id). Identical content is a no-op (idempotent re-posting)."""
+                  now: datetime, method: str | None = None) -> Stored:
+        """Create or update by (type, id). Identical content is a no-op (idempotent re-posting).
+        `method` (POST or PUT) is what the history records; by default POST for a creation."""
         kind, rid = resource["resourceType"], resource["id"]
         existing = await self.get(kind, rid)
         if existing is not None and same_content(existing.resource, resource):
@@ -78,11 +92,47 @@ class Store:
         values = dict(patient_id=patient_id, version_id=version, last_updated=now, origin=origin,
                       content=_dumps(stored))
         if existing is None:
+            version = await self._last_version(kind, rid) + 1  # after a deletion, history goes on
+            meta["versionId"] = str(version)
+            values["version_id"], values["content"] = version, _dumps(stored)
             await self.conn.execute(sa.insert(t.resources).values(resource_type=kind, id=rid, **values))
         else:
             await self.conn.execute(sa.update(t.resources).where(
                 t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))
-        return Stored(stored, version, created=existing is None, changed=True)
+        await self.conn.execute(sa.insert(t.resource_history).values(
+            resource_type=kind, id=rid, version_id=version, last_updated=now,
+            method=method or ("POST" if existing is None else "PUT"), content=values["content"]))
+        return Stored(stored, version, created=existing is None, changed=True, patient_id=patient_id,
+                      previous_patient=existing.patient_id if existing else None)
+
+    async def _last_version(self, resource_type: str, resource_id: str) -> int:
+        h = t.resource_history
+        found = (await self.conn.execute(sa.select(sa.func.max(h.c.version_id)).where(
+            h.c.resource_type == resource_type, h.c.id == resource_id))).scalar()
+        return int(found or 0)
+
+    async def version(self, resource_type: str, resource_id: str, version_id: int
+                      ) -> tuple[dict[str, Any] | None, bool] | None:
+        """One stored version: (content, deleted); None when that version never existed."""
+        h = t.resource_history
+        row = (await self.conn.execute(sa.select(h.c.content).where(
+            h.c.resource_type == resource_type, h.c.id == resource_id,
+            h.c.version_id == version_id))).first()
+        if row is None:
+            return None
+        return (orjson.loads(row.content), False) if row.content is not None else (None, True)
+
+    async def history(self, resource_type: str, resource_id: str | None, *, limit: int, offset: int = 0
+                      ) -> tuple[int, list[HistoryEntry]]:
+        """Versions, newest first, of one resource (or of every resource of a type): (total, page)."""
+        h = t.resource_history
+        where = [h.c.resource_type == resource_type] + ([h.c.id == resource_id] if resource_id else [])
+        total = (await self.conn.execute(sa.select(sa.func.count()).select_from(h).where(*where))).scalar()
+        rows = await self.conn.execute(sa.select(h).where(*where).order_by(
+            h.c.last_updated.desc(), h.c.version_id.desc(), h.c.id).limit(limit).offset(offset))
+        return int(total or 0), [HistoryEntry(r.resource_type, r.id, r.version_id, r.last_updated, r.method,
+                                              orjson.loads(r.content) if r.content is not None else None)
+                                 for r in rows]
 
     async def for_patient(self, patient_id: str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
         query = sa.select(t.resources.c.content).where(t.resources.c.patient_id == patient_id)
@@ -98,12 +148,39 @@ class Store:
         rows = await self.conn.execute(query.order_by(t.resources.c.id).limit(limit))
         return [orjson.loads(r.content) for r in rows]
 
-    async def delete(self, resource_type: str, resource_id: str) -> str | None:
-        """Remove an input resource (the sender deleted it); returns its patient id, if any."""
+    async def select(self, resource_type: str, *, patient_ids: Iterable[str] | None = None,
+                     ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every current resource of a type, narrowed by the indexed patient column and ids."""
+        r = t.resources
+        query = sa.select(r.c.content).where(r.c.resource_type == resource_type)
+        if patient_ids is not None:
+            query = query.where(r.c.patient_id.in_(list(patient_ids)))
+        if ids is not None:
+            query = query.where(r.c.id.in_(list(ids)))
+        return [orjson.loads(row.content) for row in await self.conn.execute(query.order_by(r.c.id))]
+
+    async def get_many(self, references: Iterable[str]) -> list[dict[str, Any]]:
+        """The current resources named by Type/id references (missing ones are left out)."""
+        wanted = [tuple(ref.split("/", 1)) for ref in references]
+        if not wanted:
+            return []
+        r = t.resources
+        rows = await self.conn.execute(sa.select(r.c.content).where(
+            sa.tuple_(r.c.resource_type, r.c.id).in_(wanted)))
+        found = {(c["resourceType"], c["id"]): c for c in (orjson.loads(row.content) for row in rows)}
+        return [found[w] for w in wanted if w in found]  # type: ignore[index]
+
+    async def delete(self, resource_type: str, resource_id: str, now: datetime | None = None) -> str | None:
+        """Remove an input resource (the sender deleted it); returns its patient id, if any.
+        With `now`, the deletion is recorded as a version in the history."""
         r = t.resources
         row = (await self.conn.execute(sa.delete(r).where(
             r.c.resource_type == resource_type, r.c.id == resource_id, r.c.origin == "input")
-            .returning(r.c.patient_id))).first()
+            .returning(r.c.patient_id, r.c.version_id))).first()
+        if row is not None and now is not None:
+            await self.conn.execute(sa.insert(t.resource_history).values(
+                resource_type=resource_type, id=resource_id, version_id=row.version_id + 1,
+                last_updated=now, method="DELETE", content=None))
         return row.patient_id if row else None
 
     # --- idempotent receipt of webhook deliveries ------------------------------------------

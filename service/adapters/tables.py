@@ -35,6 +35,19 @@ resources = sa.Table(
     sa.Index("ix_resources_patient", "patient_id", "resource_type"),
 )
 
+# Every version of every resource (also deletions), for vread and _history; `resources` keeps the
+# current one. Written beside `resources` by Store.put/delete.
+resource_history = sa.Table(
+    "resource_history", metadata,
+    sa.Column("resource_type", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("version_id", sa.Integer, primary_key=True),
+    sa.Column("last_updated", Instant, nullable=False),
+    sa.Column("method", sa.String(8), nullable=False),  # POST | PUT | DELETE
+    sa.Column("content", sa.Text, nullable=True),  # None for a deletion
+    sa.Index("ix_resource_history_type_updated", "resource_type", "last_updated"),
+)
+
 receipts = sa.Table(
     "receipts", metadata,
     sa.Column("source", sa.String(200), primary_key=True),

@@ -16,6 +16,8 @@ from service.errors import (
     BodyTooLarge,
     CarepathError,
     MalformedBody,
+    MethodNotAllowed,
+    NotAcceptable,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -46,6 +48,28 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_SERVED = ("application/fhir+json", "application/json", "application/json+fhir", "json",
+           "*/*", "application/*")
+
+
+def negotiate_format(request: Request) -> None:
+    """`_format` and `Accept` (R4 http.html#mime-type): JSON is served; asking only for XML,
+    Turtle or another format is 406."""
+    wanted = request.query_params.get("_format")
+    if wanted is not None:
+        if wanted.split(";")[0].strip().lower() not in _SERVED:
+            raise NotAcceptable(f"_format {wanted!r} is not served; use json or {FHIR_JSON}")
+        return
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    refused = [part for part in accept.split(",") if "q=0" in part.replace(" ", "") and
+               "q=0." not in part.replace(" ", "")]
+    if not any(k in _SERVED and not any(r.split(";")[0].strip().lower() == k for r in refused) for k in kinds):
+        raise NotAcceptable(f"Accept {accept!r} names no format served here; use {FHIR_JSON}")
 
 
 def require_json_type(request: Request) -> None:
@@ -87,6 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CarepathError)
     async def _carepath(_: Request, exc: CarepathError) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if exc.status == 401 else None
+        if isinstance(exc, MethodNotAllowed):
+            headers = {"Allow": ", ".join(exc.allow)}
         return FhirResponse(operation_outcome(exc.message, exc.issues, exc.code), exc.status, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -97,7 +123,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
-        return FhirResponse(operation_outcome(str(exc.detail), code=code), exc.status_code)
+        return FhirResponse(operation_outcome(str(exc.detail), code=code), exc.status_code,
+                            getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

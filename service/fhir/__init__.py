@@ -1,4 +1,4 @@
 """The FHIR edge: parse and validate R4 resources, normalise them to facts, build outputs.
 
-`models.py` is the only module that imports `fhir.resources`.
+Validation follows the R4 StructureDefinitions (`validation.py`, data compiled into `r4/definitions.json`).
 """

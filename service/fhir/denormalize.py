@@ -61,11 +61,12 @@ class _Builder:
         self.requester = {"reference": definition.requester, "display": f"Carepath {definition.id} {definition.version}"}
         self.episode_id = evaluation.episode.id if evaluation.episode else NO_EPISODE
 
-    def _common(self, key: str) -> dict[str, Any]:
+    def _common(self, key: str, single_canonical: bool = False) -> dict[str, Any]:
+        """Tag, identifier and canonical (Task.instantiatesCanonical is 0..1 in R4; 0..* elsewhere)."""
         return {
             "meta": {"tag": [{"system": PATHWAY_TAG, "code": f"{self.d.id}|{self.d.version}"}]},
             "identifier": [{"system": URI, "value": key}],
-            "instantiatesCanonical": [self.d.canonical],
+            "instantiatesCanonical": self.d.canonical if single_canonical else [self.d.canonical],
         }
 
     def _coding(self, ref: CodeRef) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class _Builder:
 
     def task(self, task: ProposedTask) -> dict[str, Any]:
         resource: dict[str, Any] = {
-            "resourceType": "Task", "id": output_id("task", task.key), **self._common(task.key),
+            "resourceType": "Task", "id": output_id("task", task.key), **self._common(task.key, True),
             "status": "requested", "intent": "proposal", "priority": task.urgency.priority,
             "code": {"coding": [{"system": TASK_CODES, "code": task.task}], "text": task.description},
             "description": task.description, "for": self.patient,
@@ -167,7 +168,8 @@ class _Builder:
             "text": {"status": "generated", "div": self._narrative()},
             "note": [{"text": _note(self.d.rule(r.rule_id).title, r.rule_id, r.outcome.value, r.reason,
                                     r.evidence)} for r in e.results]
-                    + [{"text": n} for n in plan.notes],
+                    + [{"text": n} for n in plan.notes]
+                    + [{"text": f"Data quality: {p}"} for p in e.problems],
         }
         if e.episode:
             resource["period"] = {"start": format_instant(e.episode.onset)}

@@ -1,66 +1,31 @@
-"""Validation against the FHIR R4 models (`fhir.resources.R4B`); the only import of fhir.resources."""
+"""Validation of input resources against the FHIR R4 definitions (see `validation.py`).
+
+fhir.resources (R4B models) is no longer on the validation path: its models accept much that R4
+forbids (codes outside required bindings, invariants, JSON nulls and empty arrays, decimals as
+strings) and are R4B, not R4. The R4 StructureDefinitions themselves are the reference.
+"""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from fhir.resources import R4B
-from pydantic import ValidationError
+from service.fhir.issues import Issue
+from service.fhir.validation import definitions, validate_r4
+
+__all__ = ["INPUT_TYPES", "OUTPUT_TYPES", "Issue", "known_resource_type", "validate_resource"]
 
 INPUT_TYPES = frozenset({"Observation", "Condition", "Procedure", "DiagnosticReport", "ServiceRequest",
                          "Patient", "ImagingStudy", "MedicationRequest", "MedicationStatement"})
 OUTPUT_TYPES = frozenset({"CarePlan", "ServiceRequest", "Task"})
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One problem with an input, located by a FHIRPath-style expression."""
-
-    expression: str
-    message: str
-    code: str = "invalid"
-
-
-@cache
-def model_class(resource_type: str) -> Any:
-    module = importlib.import_module(f"{R4B.__name__}.{resource_type.lower()}")
-    return getattr(module, resource_type)
-
-
 def known_resource_type(resource_type: str) -> bool:
-    try:
-        model_class(resource_type)
-    except (ModuleNotFoundError, AttributeError):
-        return False
-    return True
+    return resource_type in definitions().resources
 
 
 def validate_resource(data: dict[str, Any], where: str = "") -> list[Issue]:
-    """Structural validation of one resource; returns issues located by expression."""
+    """R4 validation of one resource; returns issues located by expression."""
     resource_type = data.get("resourceType")
     if not isinstance(resource_type, str) or not resource_type:
-        return [Issue(where or "resourceType", "resourceType is missing", "required")]
-    if not known_resource_type(resource_type):
-        return [Issue(f"{where}resourceType" if where else "resourceType",
-                      f"unknown resourceType {resource_type!r}", "not-supported")]
-    try:
-        model_class(resource_type).model_validate(data)
-    except ValidationError as exc:
-        return [Issue(_expression(resource_type, err["loc"], where), err["msg"], "structure")
-                for err in exc.errors()[:20]]
-    except (ValueError, TypeError) as exc:
-        return [Issue(where or resource_type, str(exc), "structure")]
-    return []
-
-
-def _expression(resource_type: str, loc: tuple[Any, ...], where: str) -> str:
-    path = where + resource_type if not where else where.rstrip(".")
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part not in ("__root__",) and not str(part).startswith("function-"):
-            path += f".{part}"
-    return path
+        return [Issue(f"{where}resourceType" if where else "resourceType", "resourceType is missing", "required")]
+    return validate_r4(data, where)

@@ -1,8 +1,9 @@
 """Normalise validated FHIR R4 JSON into clinical facts (spec §2, rule R0).
 
 Two uses share one code path:
-- `value_issues(resource)`: strict, at ingest. Units, ranges and unflagged raw scores are rejected
-  with a located issue (never coerced), so bad values get a 4xx instead of being stored.
+- `value_issues(resource)`: at ingest. Units, ranges, decimals and unflagged raw scores the pathway
+  cannot use are reported as located *warnings* (2a.12): the resource is valid R4, so it is stored,
+  and the value is left out of the rules (never coerced).
 - `to_facts(patient, resources)`: at evaluation. Anything unusable is left out and named in
   `PatientFacts.problems`; excluded statuses are dropped; entered-in-error becomes `Withdrawn`.
 """
@@ -171,11 +172,15 @@ def value_issues(resource: dict[str, Any], index: ConceptIndex, where: str = "")
                 continue
             _, problem = measured_value(spec, resource, index.raw_flags.get(match.concept))
             if problem:
-                issues.append(Issue(base + problem.split(":")[0], f"{match.concept}: {problem}", "value"))
+                issues.append(Issue(base + problem.split(":")[0],
+                                    f"{match.concept}: {problem}; stored, but left out of the pathway",
+                                    "value", "warning"))
         if index.lookup_any(codings(resource.get("code"))) and clinical_time(resource) is None:
-            issues.append(Issue(base + "effective[x]", "a clinical time (effective[x] or issued) is required", "required"))
+            issues.append(Issue(base + "effective[x]", "no clinical time (effective[x] or issued): stored, "
+                                "but left out of the pathway", "incomplete", "warning"))
     if kind in _SUBJECT_REQUIRED and subject_id(resource) is None:
-        issues.append(Issue(base + "subject", "subject must reference a Patient (Patient/{id})", "required"))
+        issues.append(Issue(base + "subject", "subject is not a Patient reference (Patient/{id}): stored, "
+                            "but no patient's pathway uses it", "informational", "information"))
     return issues
 
 

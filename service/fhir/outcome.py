@@ -9,7 +9,8 @@ from service.fhir.models import Issue
 
 def operation_outcome(message: str, issues: list[Issue] | None = None, code: str = "invalid",
                       severity: str = "error") -> dict[str, Any]:
-    entries = [{"severity": severity, "code": i.code if i.code in _ISSUE_TYPES else code,
+    entries = [{"severity": i.severity if i.severity != "error" else severity,
+                "code": i.code if i.code in _ISSUE_TYPES else code,
                 "diagnostics": i.message, "expression": [i.expression]} for i in issues or []]
     if not entries:
         entries = [{"severity": severity, "code": code, "diagnostics": message}]

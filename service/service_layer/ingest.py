@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters.database import lock_keys
-from service.adapters.store import Store, Stored
-from service.errors import InvalidResource
+from service.adapters.store import Store, Stored, same_content
+from service.errors import InvalidResource, MethodNotAllowed, PreconditionFailed
 from service.fhir.ids import content_id
-from service.fhir.models import INPUT_TYPES, Issue, validate_resource
+from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue, validate_resource
 from service.fhir.normalize import subject_id, value_issues
+from service.fhir.search import Search
 from service.fhir.time import parse_datetime
 from service.rules.registry import Pathway
 from service.service_layer.clock import Clock
@@ -40,7 +41,12 @@ class Ingestor:
         self.clock = clock
 
     def problems(self, resource: Any, where: str = "") -> list[Issue]:
-        """Everything wrong with one input resource: type, FHIR structure, codes, units, ranges."""
+        """What makes one input resource unacceptable (R4 forbids it, or its type is not taken)."""
+        return [i for i in self.assess(resource, where) if i.refuses]
+
+    def assess(self, resource: Any, where: str = "") -> list[Issue]:
+        """Every issue with one input resource: R4 errors first; else the warnings and information
+        (values the pathway cannot use, a subject that is not a Patient) that do not refuse it."""
         if not isinstance(resource, dict):
             return [Issue(where or "$", "a resource must be a JSON object", "structure")]
         kind = resource.get("resourceType")
@@ -53,12 +59,66 @@ class Ingestor:
                           "not-supported")]
         return [i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
 
-    def check(self, resource: Any, where: str = "") -> None:
-        issues = self.problems(resource, where)
-        if issues:
-            raise InvalidResource(issues[0].message, issues,
-                                  status=400 if issues[0].code in ("required", "not-supported")
-                                  and issues[0].expression.endswith("resourceType") else 422)
+    def check(self, resource: Any, where: str = "") -> list[Issue]:
+        """Refuse a resource R4 forbids (4xx); return the warnings of one it allows."""
+        issues = self.assess(resource, where)
+        errors = [i for i in issues if i.refuses]
+        if errors:
+            raise InvalidResource(errors[0].message, errors,
+                                  status=400 if errors[0].code in ("required", "not-supported")
+                                  and errors[0].expression.endswith("resourceType") else 422)
+        return issues
+
+    async def write(self, operations: Sequence[Write], *, actor: str) -> list[Stored | Removed]:
+        """Apply creates, updates and deletes in one transaction (a FHIR transaction, or one
+        interaction): `If-Match` versions and conditional creates are checked inside it, so a
+        failed precondition stores nothing. Patients whose data changed are marked pending."""
+        now = self.clock()
+        results: list[Stored | Removed] = []
+        async with self.engine.begin() as conn:
+            store = Store(conn)
+            guards = [f"create|{w.resource_type}|{w.if_none_exist}" for w in operations if w.if_none_exist]
+            if guards:  # two conditional creates of the same thing are serialised
+                await lock_keys(conn, guards)
+            for op in operations:
+                results.append(await self._apply(store, op, now))
+            for result in results:
+                for patient in _touched(result):
+                    await store.mark_pending(patient, now)
+            await store.audit(actor=actor, action="ingest", patient_id=None, now=now, detail={
+                "resources": [r.location for r in results],
+                "changed": [r.location for r in results if r.changed]})
+        return results
+
+    async def _apply(self, store: Store, op: Write, now: datetime) -> Stored | Removed:
+        current = await store.get(op.resource_type, op.resource_id) if op.resource_id else None
+        if op.if_match is not None and (current is None or current.etag != op.if_match
+                                        and f'W/"{current.version_id}"' != _weak(op.if_match)):
+            found = f"the current version is {current.etag}" if current else "it does not exist"
+            raise PreconditionFailed(f"If-Match {op.if_match} does not match {op.resource_type}/"
+                                     f"{op.resource_id}: {found}")
+        if current is not None and _is_pathway_output(current.resource):
+            raise MethodNotAllowed(f"{op.resource_type}/{op.resource_id} is a pathway output; "
+                                   "outputs change only by re-evaluation", ["GET"])
+        if op.resource is None:
+            patient = await store.delete(op.resource_type, op.resource_id, now)
+            return Removed(op.resource_type, op.resource_id, current is not None, patient)
+        if op.if_none_exist is not None:
+            matches = [r for r in await store.select(op.resource_type, patient_ids=op.if_none_exist.patient_ids,
+                                                     ids=op.if_none_exist.ids)
+                       if op.if_none_exist.matches(r)]
+            if len(matches) > 1:
+                raise PreconditionFailed(f"If-None-Exist matches {len(matches)} resources; "
+                                         "make the criteria selective")
+            if matches:
+                existing = await store.get(op.resource_type, matches[0]["id"])
+                if existing is not None:
+                    return existing
+        if current is not None and op.is_create and not same_content(current.resource, op.resource):
+            # a server-assigned id is a content hash: equal ids with different content cannot happen
+            raise PreconditionFailed(f"{op.resource_type}/{op.resource_id} exists with other content")
+        return await store.put(op.resource, origin="input", patient_id=subject_id(op.resource), now=now,
+                               method="POST" if op.is_create else "PUT")
 
     async def store(self, resources: Iterable[dict[str, Any]], *, actor: str) -> list[Accepted]:
         """Commit validated resources; a patient whose data changed is marked pending."""
@@ -78,7 +138,7 @@ class Ingestor:
         now = self.clock()
         async with self.engine.begin() as conn:
             store = Store(conn)
-            patient = await store.delete(kind, rid)
+            patient = await store.delete(kind, rid, now)
             if patient:
                 await store.mark_pending(patient, now)
             await store.audit(actor=actor, action="webhook-delete", patient_id=patient, now=now,
@@ -104,8 +164,8 @@ class Ingestor:
                 patient = subject_id(resource)
                 stored = await store.put(resource, origin="input", patient_id=patient, now=now)
                 results.append(stored)
-                if stored.changed and patient:
-                    await store.mark_pending(patient, now)
+                for moved in _touched(stored):
+                    await store.mark_pending(moved, now)
             stored_ones = [a for a in results if isinstance(a, Stored)]
             await store.audit(actor=actor, action="ingest", patient_id=None, now=now, detail={
                 **({"source": source} if source else {}),
@@ -115,12 +175,12 @@ class Ingestor:
                                 if isinstance(i, Ignored)]} if source else {})})
         return results
 
-    async def evaluate_changed(self, accepted: Iterable[Accepted | Ignored], *, actor: str
+    async def evaluate_changed(self, accepted: Iterable[Accepted | Ignored | Removed], *, actor: str
                                ) -> list[PatientEvaluated]:
-        """Evaluate the patients whose data changed. The input is already durable: if evaluation
+        """Evaluate the patients whose data changed (also the one a resource moved away from, and
+        the one a deleted resource belonged to). The input is already durable: if evaluation
         fails, the patient stays pending (with the error recorded) for the background sweep."""
-        patients = dict.fromkeys(p for a in accepted if isinstance(a, Stored) and a.changed
-                                 and (p := subject_id(a.resource)))
+        patients = dict.fromkeys(p for a in accepted if not isinstance(a, Ignored) for p in _touched(a))
         return await self.evaluate_patients(patients, actor=actor)
 
     async def evaluate_patients(self, patients: Iterable[str], *, actor: str
@@ -140,6 +200,56 @@ class Ingestor:
         """Store, then evaluate; the caller gets 2xx even if evaluation is deferred."""
         accepted = await self.store(resources, actor=actor)
         return accepted, await self.evaluate_changed(accepted, actor=actor)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One create, update (`resource` given) or delete (`resource` None) of an input resource."""
+
+    resource_type: str
+    resource_id: str
+    resource: dict[str, Any] | None
+    if_match: str | None = None
+    if_none_exist: Search | None = None
+    is_create: bool = False  # POST: the id was assigned by the server
+
+
+@dataclass(frozen=True)
+class Removed:
+    """The outcome of a delete: whether something was there, and whose it was."""
+
+    resource_type: str
+    resource_id: str
+    existed: bool
+    patient_id: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.existed
+
+    @property
+    def location(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}"
+
+
+def _touched(result: Stored | Removed) -> list[str]:
+    """The patients whose record a write changed."""
+    if isinstance(result, Removed):
+        return [result.patient_id] if result.existed and result.patient_id else []
+    if not result.changed:
+        return []
+    return list(dict.fromkeys(p for p in (result.patient_id or subject_id(result.resource),
+                                          result.previous_patient) if p))
+
+
+def _weak(tag: str) -> str:
+    return tag if tag.startswith("W/") else f"W/{tag}"
+
+
+def _is_pathway_output(resource: dict[str, Any]) -> bool:
+    return resource.get("resourceType") in OUTPUT_TYPES and any(
+        isinstance(i, dict) and str(i.get("value", "")).startswith("urn:lrp:")
+        for i in resource.get("identifier", []))
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,21 @@ from service.service_layer.decide import decide
 def evaluate_resources(pathway: Pathway, resources: list[dict[str, Any]], now: datetime
                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Per patient: the decision summary and its outputs. Invalid inputs are reported, not used."""
-    usable, rejected = [], []
+    usable, rejected, warned = [], [], []
     for resource in resources:
-        issues = validate_resource(resource) or value_issues(resource, pathway.concepts)
         if resource.get("resourceType") not in INPUT_TYPES:
             continue
+        found = validate_resource(resource) or value_issues(resource, pathway.concepts)
+        issues = [i for i in found if i.refuses]
+        named = {"resource": f"{resource.get('resourceType')}/{resource.get('id')}"}
         if issues:
-            rejected.append({"resource": f"{resource.get('resourceType')}/{resource.get('id')}",
-                             "issues": [{"expression": i.expression, "message": i.message} for i in issues]})
-        else:
+            rejected.append({**named, "issues": [{"expression": i.expression, "message": i.message}
+                                                 for i in issues]})
+        else:  # 2a.12: valid R4 is used; a value the pathway cannot use is left out, with a warning
             usable.append(resource)
+            if found:
+                warned.append({**named, "issues": [{"expression": i.expression, "message": i.message,
+                                                    "severity": i.severity} for i in found]})
     patients = dict.fromkeys(p for r in usable if (p := subject_id(r)))
     decisions = []
     for patient in patients:
@@ -45,10 +50,11 @@ def evaluate_resources(pathway: Pathway, resources: list[dict[str, Any]], now: d
             "outputs": decision.outputs.resources(),
             "problems": list(e.problems),
         })
-    return {"decisions": decisions, "rejected": rejected}, usable
+    return {"decisions": decisions, "rejected": rejected, "warnings": warned}, usable
 
 
 def evaluate_bundle(bundle: dict[str, Any], pathways_dir: Path, now: datetime) -> dict[str, Any]:
     pathway = next(iter(load_pathways(pathways_dir).values()))
     _, entries = bundle_entries(bundle)
+    entries = [e for e in entries if e.writes]
     return evaluate_resources(pathway, [e.resource for e in entries], now)[0]

@@ -64,7 +64,8 @@ def _unpack(item: Any) -> Iterator[dict[str, Any]]:
     except CarepathError as exc:
         raise ValueError(exc.message) from exc
     for entry in entries:
-        yield from _unpack(entry.resource)
+        if entry.writes:
+            yield from _unpack(entry.resource)
 
 
 def replay(path: Path, pathway: Pathway, now: datetime,

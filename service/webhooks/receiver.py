@@ -37,6 +37,7 @@ class Received:
     stored: list[Stored] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     rejected: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)  # accepted, with values the pathway cannot use
     notes: list[str] = field(default_factory=list)
     gaps: list[streams.Gap] = field(default_factory=list)
     withdrawn: list[str] = field(default_factory=list)  # patients whose data was deleted
@@ -51,6 +52,7 @@ class Received:
         self.stored += other.stored
         self.ignored += other.ignored
         self.rejected += other.rejected
+        self.warnings += other.warnings
         self.notes += other.notes
         self.gaps += other.gaps
         self.withdrawn += other.withdrawn
@@ -77,10 +79,12 @@ class WebhookReceiver:
                 done.notes.append(f"{kind}/{resource.get('id')} is not used by this pathway; "
                                   "skipped")
                 continue
-            problems = self.ingestor.problems(resource, at)
+            issues = self.ingestor.assess(resource, at)
+            problems = [i for i in issues if i.refuses]
             if problems:
                 done.rejected += problems
             else:
+                done.warnings += issues
                 usable.append(resource)
         if usable:
             for result in await self.ingestor.receive(usable, source=source, actor=actor):

@@ -13,6 +13,8 @@ def answer(received: Received) -> tuple[int, dict[str, Any]]:
     issues: list[dict[str, Any]] = [
         {"severity": "error", "code": i.code, "diagnostics": i.message,
          "expression": [i.expression]} for i in received.rejected]
+    issues += [{"severity": i.severity, "code": i.code, "diagnostics": i.message, "expression": [i.expression]}
+               for i in received.warnings]
     issues += [{"severity": "information", "code": "informational",
                 "diagnostics": f"stored {s.location}" + ("" if s.changed else " (unchanged)")}
                for s in received.stored]

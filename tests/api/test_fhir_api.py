@@ -38,7 +38,7 @@ def assert_outcome(response: httpx.Response, status: int, *words: str) -> dict[s
 
 
 async def test_posting_a_condition_stores_it_and_proposes_a_care_plan(client: httpx.AsyncClient) -> None:
-    created = await client.post("/fhir/Condition", json=condition())
+    created = await client.put("/fhir/Condition/dx-1", json=condition())
     assert created.status_code == 201
     assert created.headers["etag"] == 'W/"1"'
     assert created.headers["location"].endswith("/fhir/Condition/dx-1/_history/1")
@@ -52,17 +52,17 @@ async def test_posting_a_condition_stores_it_and_proposes_a_care_plan(client: ht
 
 
 async def test_reposting_identical_data_creates_nothing_new(client: httpx.AsyncClient) -> None:
-    await client.post("/fhir/Condition", json=condition())
-    again = await client.post("/fhir/Condition", json=condition())
+    await client.put("/fhir/Condition/dx-1", json=condition())
+    again = await client.put("/fhir/Condition/dx-1", json=condition())
     assert again.status_code == 200 and again.headers["etag"] == 'W/"1"'
     plan = (await client.get("/fhir/CarePlan", params={"patient": "p1"})).json()["entry"][0]["resource"]
     assert plan["meta"]["versionId"] == "1"
 
 
 async def test_changed_data_revises_the_one_care_plan(client: httpx.AsyncClient) -> None:
-    await client.post("/fhir/Condition", json=condition())
+    await client.put("/fhir/Condition/dx-1", json=condition())
     saddle = observation("LRP-SADDLE", LRP, valueCodeableConcept={"coding": [{"system": SNOMED, "code": "52101004"}]})
-    await client.post("/fhir/Observation", json=saddle)
+    await client.put("/fhir/Observation/obs-1", json=saddle)
     plans = (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()
     assert plans["total"] == 1
     plan = plans["entry"][0]["resource"]
@@ -72,7 +72,7 @@ async def test_changed_data_revises_the_one_care_plan(client: httpx.AsyncClient)
 
 
 async def test_read_returns_the_resource_with_its_etag_and_404_otherwise(client: httpx.AsyncClient) -> None:
-    await client.post("/fhir/Condition", json=condition())
+    await client.put("/fhir/Condition/dx-1", json=condition())
     read = await client.get("/fhir/Condition/dx-1")
     assert read.status_code == 200 and read.headers["etag"] == 'W/"1"'
     assert (await client.get("/fhir/Condition/dx-1", headers={"If-None-Match": 'W/"1"'})).status_code == 304
@@ -86,48 +86,60 @@ async def test_malformed_json_is_a_400_outcome(client: httpx.AsyncClient) -> Non
 
 
 async def test_resource_type_not_matching_the_url_is_a_400(client: httpx.AsyncClient) -> None:
-    assert_outcome(await client.post("/fhir/Observation", json=condition()), 400, "does not match")
+    assert_outcome(await client.put("/fhir/Observation/obs-1", json=condition()), 400, "does not match")
 
 
 async def test_unknown_resource_type_is_a_400(client: httpx.AsyncClient) -> None:
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {"resourceType": "Banana"}}]}
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Banana"}, "request": {"method": "POST", "url": "Banana"}}]}
     body = assert_outcome(await client.post("/fhir", json={**bundle, "type": "transaction"}), 422, "Banana")
     assert body["issue"][0]["expression"] == ["Bundle.entry[0].resource.resourceType"]
 
 
 async def test_invalid_fhir_names_the_element(client: httpx.AsyncClient) -> None:
     bad = observation("72514-3", valueInteger=5, status="finished")
-    body = assert_outcome(await client.post("/fhir/Observation", json=bad), 422, "status")
+    body = assert_outcome(await client.put("/fhir/Observation/obs-1", json=bad), 422, "status")
     assert any("status" in e for i in body["issue"] for e in i["expression"])
 
 
-async def test_out_of_range_and_unitless_values_are_rejected_not_coerced(client: httpx.AsyncClient) -> None:
-    nrs = observation("72514-3", valueInteger=11)
-    assert_outcome(await client.post("/fhir/Observation", json=nrs), 422, "outside 0-10")
-    odi = observation("97909-6", valueQuantity={"value": 22})
-    assert_outcome(await client.post("/fhir/Observation", json=odi), 422, "unit is missing")
-    raw = observation("97909-6", valueQuantity={"value": 22, "unit": "{score}", "code": "{score}"})
-    assert_outcome(await client.post("/fhir/Observation", json=raw), 422, "must be flagged")
-    pvr = observation("LRP-PVR", LRP, valueQuantity={"value": 300, "unit": "oz"})
-    assert_outcome(await client.post("/fhir/Observation", json=pvr), 422, "'oz' not accepted")
-    assert (await client.get("/fhir/Observation/obs-1")).status_code == 404
+async def test_values_the_pathway_cannot_use_are_stored_with_a_located_warning(client: httpx.AsyncClient) -> None:
+    """2a.12: an NRS of 11, a missing or unknown unit, an unflagged raw score are valid R4: stored,
+    left out of the rules, and the answer names the value with a warning."""
+    cases = [(observation("72514-3", valueInteger=11), "Observation.valueInteger", "outside 0-10"),
+             (observation("97909-6", valueQuantity={"value": 22}), "Observation.valueQuantity", "unit is missing"),
+             (observation("97909-6", valueQuantity={"value": 22, "unit": "{score}", "code": "{score}",
+                                                    "system": "http://unitsofmeasure.org"}),
+              "Observation.valueQuantity", "must be flagged"),
+             (observation("LRP-PVR", LRP, valueQuantity={"value": 300, "unit": "oz"}),
+              "Observation.valueQuantity", "'oz' not accepted")]
+    for n, (resource, where, words) in enumerate(cases):
+        response = await client.put(f"/fhir/Observation/w{n}", json={**resource, "id": f"w{n}"})
+        body = assert_outcome(response, 201, words)
+        assert [(i["severity"], i["expression"]) for i in body["issue"]] == [("warning", [where])]
+        assert (await client.get(f"/fhir/Observation/w{n}")).status_code == 200
+    plan = (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()
+    assert "entry" not in plan  # no usable data: nothing decided, nothing proposed
 
 
 async def test_a_flagged_raw_odi_score_is_accepted(client: httpx.AsyncClient) -> None:
-    raw = observation("97909-6", valueQuantity={"value": 22, "unit": "{score}", "code": "{score}"},
+    raw = observation("97909-6", valueQuantity={"value": 22, "unit": "{score}", "code": "{score}",
+                                                       "system": "http://unitsofmeasure.org"},
                       method={"coding": [{"system": LRP, "code": "LRP-ODI-RAW"}]})
-    assert (await client.post("/fhir/Observation", json=raw)).status_code == 201
+    assert (await client.put("/fhir/Observation/obs-1", json=raw)).status_code == 201
 
 
-async def test_subject_must_be_a_patient(client: httpx.AsyncClient) -> None:
+async def test_a_resource_without_a_patient_subject_is_stored_with_information(client: httpx.AsyncClient) -> None:
     orphan = {k: v for k, v in observation("72514-3", valueInteger=5).items() if k != "subject"}
-    assert_outcome(await client.post("/fhir/Observation", json=orphan), 422, "subject")
+    body = assert_outcome(await client.put("/fhir/Observation/obs-1", json=orphan), 201, "not a Patient")
+    assert [(i["severity"], i["expression"]) for i in body["issue"]] == [("information", ["Observation.subject"])]
+    group = {**orphan, "subject": {"reference": "Group/g1"}}
+    assert (await client.put("/fhir/Observation/obs-1", json=group)).status_code == 200
 
 
 async def test_oversized_bodies_get_413(client_for, sqlite_url) -> None:  # type: ignore[no-untyped-def]
     client = await client_for(make_settings(sqlite_url, max_body_bytes=1000))
     big = observation("72514-3", valueInteger=5, note=[{"text": "x" * 2000}])
-    assert_outcome(await client.post("/fhir/Observation", json=big), 413, "exceeds the limit")
+    assert_outcome(await client.put("/fhir/Observation/obs-1", json=big), 413, "exceeds the limit")
 
 
 async def test_wrong_media_type_gets_415(client: httpx.AsyncClient) -> None:
@@ -148,8 +160,8 @@ async def test_missing_or_wrong_token_gets_401(client: httpx.AsyncClient) -> Non
 async def test_a_transaction_with_one_bad_entry_stores_nothing(client: httpx.AsyncClient) -> None:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": condition(), "request": {"method": "PUT", "url": "Condition/dx-1"}},
-        {"resource": observation("72514-3", valueInteger=42), "request": {"method": "POST", "url": "Observation"}}]}
-    body = assert_outcome(await client.post("/fhir", json=bundle), 422, "outside 0-10")
+        {"resource": observation("72514-3", valueInteger=4, status="bogus"), "request": {"method": "POST", "url": "Observation"}}]}
+    body = assert_outcome(await client.post("/fhir", json=bundle), 422, "bogus")
     assert body["issue"][0]["expression"][0].startswith("Bundle.entry[1].resource")
     assert (await client.get("/fhir/Condition/dx-1")).status_code == 404
 
@@ -157,7 +169,7 @@ async def test_a_transaction_with_one_bad_entry_stores_nothing(client: httpx.Asy
 async def test_a_batch_stores_good_entries_and_reports_bad_ones(client: httpx.AsyncClient) -> None:
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": condition(), "request": {"method": "PUT", "url": "Condition/dx-1"}},
-        {"resource": observation("72514-3", valueInteger=42), "request": {"method": "POST", "url": "Observation"}}]}
+        {"resource": observation("72514-3", valueInteger=4, status="bogus"), "request": {"method": "POST", "url": "Observation"}}]}
     response = await client.post("/fhir", json=bundle)
     assert response.status_code == 200
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
@@ -204,7 +216,7 @@ async def test_apply_returns_the_care_plan_with_contained_requests_and_stores_no
 
 
 async def test_apply_takes_parameters_and_rejects_a_missing_subject(client: httpx.AsyncClient) -> None:
-    await client.post("/fhir/Condition", json=condition())
+    await client.put("/fhir/Condition/dx-1", json=condition())
     params = {"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "Patient/p1"}]}
     ok = await client.post("/fhir/PlanDefinition/lumbar-radiculopathy/$apply", json=params)
     assert ok.status_code == 200 and ok.json()["resourceType"] == "CarePlan"

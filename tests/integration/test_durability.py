@@ -30,7 +30,7 @@ async def test_a_failed_evaluation_keeps_the_input_and_retries_it(client_for, sq
     client = await client_for(make_settings(sqlite_url))
     services = services_of(client.app)
     services.evaluator.listeners.append(FailingOnce())
-    response = await client.post("/fhir/Condition", json=condition())
+    response = await client.put("/fhir/Condition/dx-1", json=condition())
     assert response.status_code == 201
     assert (await client.get("/fhir/Condition/dx-1")).status_code == 200
     assert (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()["total"] == 0
@@ -47,8 +47,8 @@ async def test_concurrent_posts_for_one_patient_give_one_consistent_care_plan(cl
     client = await client_for(make_settings(postgres_url))
     scores = [{**observation("72514-3", valueInteger=v), "id": f"nrs-{i}",
                "effectiveDateTime": f"2026-02-{10 + i:02d}T09:00:00Z"} for i, v in enumerate([8, 7, 7, 6, 8, 7])]
-    results = await asyncio.gather(client.post("/fhir/Condition", json=condition()),
-                                   *(client.post("/fhir/Observation", json=s) for s in scores))
+    results = await asyncio.gather(client.put("/fhir/Condition/dx-1", json=condition()),
+                                   *(client.put(f"/fhir/Observation/{s['id']}", json=s) for s in scores))
     assert {r.status_code for r in results} == {201}
     plans = (await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})).json()
     assert plans["total"] == 1

@@ -38,11 +38,24 @@ def test_evaluate_reports_rejected_inputs_and_exits_nonzero(tmp_path) -> None:  
     odi = json.loads((FIXTURES / "20-odi-raw-score" / "rejected.odi-unflagged.json").read_text())
     bundle = tmp_path / "b.json"
     bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": odi}]}))
+                                  "entry": [{"resource": {**odi, "status": "bogus"}}]}))
     result = _evaluate(str(bundle))
     assert result.returncode == 1
     [rejected] = json.loads(result.stdout)["rejected"]
-    assert "unit is missing" in rejected["issues"][0]["message"]
+    assert "bogus" in rejected["issues"][0]["message"]
+
+
+def test_evaluate_uses_valid_r4_and_warns_about_values_it_leaves_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """2a.12: an unflagged unitless ODI is valid R4: not rejected, left out with a warning."""
+    odi = json.loads((FIXTURES / "20-odi-raw-score" / "rejected.odi-unflagged.json").read_text())
+    bundle = tmp_path / "b.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": odi}]}))
+    result = _evaluate(str(bundle))
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["rejected"] == []
+    [warned] = report["warnings"]
+    assert warned["issues"][0]["severity"] == "warning" and "unit is missing" in warned["issues"][0]["message"]
 
 
 def test_evaluate_names_an_unreadable_file() -> None:

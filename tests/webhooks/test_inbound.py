@@ -282,7 +282,7 @@ async def test_a_medplum_style_resource_and_its_deletion(client_for, sqlite_url)
     response = await client.post("/webhooks/engine/resource", content=b"{}", headers=deletion)
     assert response.status_code == 202, response.text
     assert await _count(client, t.evaluations) == evaluations + 1, "its patient is re-evaluated"
-    assert (await client.get("/fhir/Observation/03-bowel-d2")).status_code == 404
+    assert (await client.get("/fhir/Observation/03-bowel-d2")).status_code == 410  # deleted: Gone
     async with client.app.state.services.engine.connect() as conn:  # type: ignore[attr-defined]
         actions = [r.action for r in await conn.execute(sa.select(t.audit_log.c.action))]
     assert "webhook-delete" in actions
