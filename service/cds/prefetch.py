@@ -13,7 +13,8 @@ from service.errors import PreconditionFailed
 # tokens, not dates relative to today, so each search is bounded by `_count` on a `_sort`ed
 # result: the newest page holds every window the rules look at (14 days to 12 months), and
 # Conditions (history of cancer, fracture, surgery) are asked for whole. MedicationRequest and
-# MedicationStatement are conservative-care evidence (analgesia).
+# MedicationStatement are conservative-care evidence (analgesia); an ImagingStudy is a lumbar study
+# already done (2a.7).
 TEMPLATES: dict[str, str] = {
     "patient": "Patient/{{context.patientId}}",
     "conditions": "Condition?patient={{context.patientId}}&_count=200",
@@ -21,12 +22,13 @@ TEMPLATES: dict[str, str] = {
     "procedures": "Procedure?patient={{context.patientId}}&_sort=-date&_count=100",
     "serviceRequests": "ServiceRequest?patient={{context.patientId}}&_sort=-authored&_count=100",
     "diagnosticReports": "DiagnosticReport?patient={{context.patientId}}&_sort=-date&_count=50",
+    "imagingStudies": "ImagingStudy?patient={{context.patientId}}&_sort=-started&_count=50",
     "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_sort=-authoredon&_count=100",
     "medicationStatements": "MedicationStatement?patient={{context.patientId}}&_sort=-effective&_count=100",
 }
 # Supporting evidence: a call goes ahead without these when no source has them (not every
-# EHR offers MedicationStatement), and the card says they were missing.
-SUPPORTING = frozenset({"medicationRequests", "medicationStatements"})
+# EHR offers MedicationStatement or ImagingStudy), and the card says they were missing.
+SUPPORTING = frozenset({"medicationRequests", "medicationStatements", "imagingStudies"})
 _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 _MAX_PAGES = 20
 

@@ -33,7 +33,7 @@ async def test_analgesic_requests_and_statements_are_stored_and_read_back(
     client: httpx.AsyncClient,
 ) -> None:
     for kind in ("MedicationRequest", "MedicationStatement"):
-        created = await client.post(f"/fhir/{kind}", json=ibuprofen(kind))
+        created = await client.put(f"/fhir/{kind}/{kind.lower()}-1", json=ibuprofen(kind))
         assert created.status_code == 201, created.text
         read = await client.get(f"/fhir/{kind}/{kind.lower()}-1")
         assert read.status_code == 200

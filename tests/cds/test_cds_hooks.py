@@ -44,7 +44,7 @@ async def test_discovery_lists_patient_view_and_order_services_with_prefetch(cds
             "Observation?patient={{context.patientId}}&_sort=-date&_count=500")
         assert set(service["prefetch"]) == {
             "patient", "observations", "conditions", "procedures", "serviceRequests", "diagnosticReports",
-            "medicationRequests", "medicationStatements"}
+            "imagingStudies", "medicationRequests", "medicationStatements"}
 
 
 async def test_patient_view_gives_a_status_card_with_source_and_evidence(cds, keys) -> None:
@@ -153,7 +153,7 @@ async def test_missing_prefetch_is_fetched_from_the_fhir_server_with_its_token(c
     assert response.status_code == 200, response.text
     assert response.json()["cards"][0]["indicator"] == "critical"
     paths = sorted(p.split("?")[0] for p, _ in ehr.seen)
-    assert paths == ["/fhir/Condition", "/fhir/DiagnosticReport", "/fhir/MedicationRequest",
+    assert paths == ["/fhir/Condition", "/fhir/DiagnosticReport", "/fhir/ImagingStudy", "/fhir/MedicationRequest",
                      "/fhir/MedicationStatement", "/fhir/Observation", "/fhir/Procedure", "/fhir/ServiceRequest"]
     assert {auth for _, auth in ehr.seen} == {"Bearer ehr-access-token"}
 
