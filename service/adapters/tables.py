@@ -158,3 +158,9 @@ subscription_gaps = sa.Table(
     sa.Column("detected_at", Instant, nullable=False),
     sa.Column("recovered_at", Instant, nullable=True),
 )
+
+service_keys = sa.Table(
+    "service_keys", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)

@@ -53,11 +53,11 @@ class AcceptedSuggestionIn(_In):
 
 
 class FeedbackItemIn(_In):
-    card: str = Field(min_length=1)
+    card: str = Field(min_length=1, max_length=100)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestionIn] | None = None  # noqa: N815
     overrideReason: OverrideReasonIn | None = None  # noqa: N815
-    outcomeTimestamp: str = Field(min_length=1)  # noqa: N815
+    outcomeTimestamp: str = Field(min_length=1, max_length=40)  # noqa: N815
 
 
 class FeedbackIn(_In):

@@ -12,8 +12,9 @@ import httpx
 from fastapi import FastAPI
 
 from service import __version__
-from service.adapters import webhook_subscribers
+from service.adapters import service_keys, webhook_subscribers
 from service.adapters.database import migrate
+from service.adapters.service_keys import LOG_PSEUDONYM
 from service.bootstrap import Services, build_services
 from service.cds.cors import CdsCors
 from service.config import Settings
@@ -21,6 +22,7 @@ from service.entrypoints.http import install_error_handlers
 from service.entrypoints.routes import admin, cds_hooks, fhir, health, timeline, webhooks
 from service.entrypoints.worker import build_worker
 from service.observability import routes as observability
+from service.observability.logs import set_pseudonym_key
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
 from service.rules.loader import load_pathways
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         services = build_services(settings, pathways, clock=clock, http=http)
         services.evaluator.listeners.append(metrics.on_evaluated)
         await migrate(services.engine)
+        set_pseudonym_key(settings.log_pseudonym_key
+                          or await service_keys.get_or_create(services.engine, LOG_PSEUDONYM))
         app.state.services = services
         if not settings.api_tokens:
             log.warning("no CAREPATH_API_TOKENS configured: every API call will be refused (401)")

@@ -51,12 +51,13 @@ def _serve() -> int:
 
     from service.config import Settings
     from service.entrypoints.app import create_app
+    from service.entrypoints.server import config
     from service.observability.logs import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower(), log_config=None)
+    uvicorn.Server(config(create_app(settings), settings.host, settings.port,
+                          settings.log_level)).run()
     return 0
 
 

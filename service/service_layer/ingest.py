@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.adapters.database import lock_keys
 from service.adapters.store import Store, Stored
 from service.errors import InvalidResource
-from service.fhir.ids import content_id
+from service.fhir.ids import content_id, id_issues, is_fhir_id
 from service.fhir.models import INPUT_TYPES, Issue, validate_resource
 from service.fhir.normalize import subject_id, value_issues
 from service.fhir.time import parse_datetime
@@ -51,7 +51,8 @@ class Ingestor:
             return [Issue(f"{where}resourceType" if where else "resourceType",
                           f"{kind} is not accepted here; accepted: {', '.join(sorted(INPUT_TYPES))}",
                           "not-supported")]
-        return [i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
+        return id_issues(resource, where) or [
+            i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
 
     def check(self, resource: Any, where: str = "") -> None:
         issues = self.problems(resource, where)
@@ -78,7 +79,8 @@ class Ingestor:
         now = self.clock()
         async with self.engine.begin() as conn:
             store = Store(conn)
-            patient = await store.delete(kind, rid)
+            # a reference that is not Type/<FHIR id> names nothing we could hold
+            patient = await store.delete(kind, rid) if is_fhir_id(rid) and kind.isalpha() else None
             if patient:
                 await store.mark_pending(patient, now)
             await store.audit(actor=actor, action="webhook-delete", patient_id=patient, now=now,

@@ -3,10 +3,10 @@ subscribers, and inbound Subscription streams with their event-number gaps."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
@@ -19,6 +19,7 @@ from service.webhooks.signatures import new_secret
 
 router = APIRouter(prefix="/admin", tags=["Admin"])
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SubscriberId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 
 
 async def _audit(services: ServicesDep, caller: str, action: str, detail: Any) -> None:
@@ -41,7 +42,8 @@ async def list_outbox(
 
 @router.post("/outbox/{item_id}/retry")
 async def retry_outbox_item(
-    item_id: int, services: ServicesDep, caller: CallerDep
+    item_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="outbox row id")],
+    services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Put a failed delivery back in the queue, due now, with a fresh attempt budget."""
     if not await outbox.requeue(services.engine, item_id, services.clock()):
@@ -51,7 +53,7 @@ async def retry_outbox_item(
 
 
 class NewSubscriber(BaseModel):
-    url: str = Field(description="https URL (plain http only on loopback)")
+    url: str = Field(max_length=1000, description="https URL (plain http only on loopback)")
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
     secret: StandardWebhookSecret | None = Field(
         None, description="whsec_ + base64 of 24-64 bytes; generated if omitted, and returned once")
@@ -87,7 +89,7 @@ async def add_subscriber(body: NewSubscriber, services: ServicesDep, caller: Cal
 
 
 @router.delete("/webhook-subscribers/{subscriber_id}", status_code=204)
-async def remove_subscriber(subscriber_id: str, services: ServicesDep, caller: CallerDep
+async def remove_subscriber(subscriber_id: SubscriberId, services: ServicesDep, caller: CallerDep
                             ) -> Response:
     """Remove an endpoint registered through this API (configured ones live in configuration)."""
     async with services.engine.begin() as conn:
@@ -103,7 +105,7 @@ async def remove_subscriber(subscriber_id: str, services: ServicesDep, caller: C
 
 
 @router.post("/webhook-subscribers/{subscriber_id}/enable")
-async def enable_subscriber(subscriber_id: str, services: ServicesDep, caller: CallerDep
+async def enable_subscriber(subscriber_id: SubscriberId, services: ServicesDep, caller: CallerDep
                             ) -> dict[str, Any]:
     """Enable an endpoint again (e.g. after a 410) and re-queue its failed events."""
     async with services.engine.begin() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -10,10 +11,17 @@ from fastapi.responses import Response
 from service import __version__
 from service.adapters.store import Store
 from service.entrypoints.deps import CallerDep, ServicesDep
-from service.entrypoints.http import FhirResponse, read_json
+from service.entrypoints.http import (
+    FhirResponse,
+    parse_json,
+    read_body,
+    read_json,
+    require_json_type,
+)
 from service.errors import InvalidResource, MalformedBody, NotFound
 from service.fhir.bundles import bundle_entries, searchset, transaction_response
 from service.fhir.capability import capability_statement
+from service.fhir.ids import is_fhir_id
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue
 from service.fhir.plandefinition import plan_definition
 from service.fhir.time import format_instant
@@ -23,6 +31,7 @@ router = APIRouter(prefix="/fhir", tags=["FHIR"])
 _JSON_BODY = {"requestBody": {"required": True, "content": {
     "application/fhir+json": {"schema": {"type": "object", "additionalProperties": True}}}}}
 _SEARCHABLE = INPUT_TYPES | OUTPUT_TYPES
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
 @router.get("/metadata", response_class=FhirResponse)
@@ -49,20 +58,38 @@ async def apply(pathway_id: str, request: Request, services: ServicesDep, _: Cal
     pathway = services.pathways.get(pathway_id)
     if pathway is None:
         raise NotFound(f"PlanDefinition/{pathway_id} is not known")
-    if subject is None and int(request.headers.get("content-length") or 0) > 0:
-        subject = _subject_parameter(await read_json(request, services.settings.max_body_bytes))
+    if subject is None:
+        body = await read_body(request, services.settings.max_body_bytes)
+        if body.strip():
+            require_json_type(request)
+            subject = _subject_parameter(parse_json(body))
     if not subject or not subject.startswith("Patient/") or len(subject) <= len("Patient/"):
         raise InvalidResource("subject must be given as Patient/{id}",
                               [Issue("subject", "subject must be Patient/{id}", "required")], status=400)
-    return await apply_pathway(services, pathway, subject.split("/", 1)[1])
+    return await apply_pathway(services, pathway, _fhir_id(subject.split("/", 1)[1], "subject"))
 
 
 def _subject_parameter(body: Any) -> str | None:
+    """The `subject` parameter (valueString or valueReference) of a Parameters resource."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise InvalidResource("$apply takes a Parameters resource or ?subject=",
                               [Issue("resourceType", "expected Parameters", "structure")], status=400)
-    return next((p.get("valueString") or (p.get("valueReference") or {}).get("reference")
-                 for p in body.get("parameter", []) if p.get("name") == "subject"), None)
+    parameters = body.get("parameter", [])
+    if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
+        raise InvalidResource("Parameters.parameter must be a list of objects", [
+            Issue("Parameters.parameter", "expected a list of objects", "structure")], status=400)
+    for i, p in enumerate(parameters):
+        if p.get("name") != "subject":
+            continue
+        reference = p.get("valueReference")
+        value = p.get("valueString") or (reference.get("reference")
+                                         if isinstance(reference, dict) else None)
+        if not isinstance(value, str):
+            raise InvalidResource("the subject parameter must be a Patient reference", [
+                Issue(f"Parameters.parameter[{i}]", "expected valueString or "
+                      "valueReference.reference", "structure")], status=400)
+        return value
+    return None
 
 
 @router.post("", response_class=FhirResponse, openapi_extra=_JSON_BODY)
@@ -111,6 +138,8 @@ async def search(resource_type: str, request: Request, services: ServicesDep, _:
         raise NotFound(f"{resource_type} is not searchable here")
     reference = subject or patient
     patient_id = reference.split("/", 1)[1] if reference and reference.startswith("Patient/") else reference
+    if patient_id is not None:
+        _fhir_id(patient_id, "subject" if subject else "patient")
     async with services.engine.connect() as conn:
         found = await Store(conn).search(resource_type, patient_id, count)
     return searchset(found, f"{_base(request, services)}/fhir")
@@ -120,6 +149,9 @@ async def search(resource_type: str, request: Request, services: ServicesDep, _:
 async def read(resource_type: str, resource_id: str, request: Request, services: ServicesDep,
                _: CallerDep) -> Response:
     """Read one resource; ETag carries its version."""
+    if not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise NotFound(f"{resource_type[:64]!r} is not a FHIR resource type")
+    _fhir_id(resource_id, "id")
     async with services.engine.connect() as conn:
         stored = await Store(conn).get(resource_type, resource_id)
     if stored is None:
@@ -127,6 +159,14 @@ async def read(resource_type: str, resource_id: str, request: Request, services:
     if request.headers.get("if-none-match") == stored.etag:
         return Response(status_code=304, headers={"ETag": stored.etag})
     return FhirResponse(stored.resource, headers={"ETag": stored.etag})
+
+
+def _fhir_id(value: str, where: str) -> str:
+    """A logical id from the URL, refused (400) unless it is a FHIR id: nothing else is stored."""
+    if not is_fhir_id(value):
+        raise InvalidResource(f"{where} must be a FHIR id ([A-Za-z0-9-.]{{1,64}})",
+                              [Issue(where, "not a FHIR id", "value")], status=400)
+    return value
 
 
 def _base(request: Request, services: ServicesDep) -> str:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from service.adapters.store import Store
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.errors import NotFound
+from service.fhir.ids import is_fhir_id
 from service.fhir.models import INPUT_TYPES
 
 router = APIRouter(tags=["Clinician"])
@@ -33,6 +34,8 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 @router.get("/patients/{patient_id}/timeline", response_class=HTMLResponse)
 async def timeline(patient_id: str, services: ServicesDep, _: CallerDep) -> HTMLResponse:
     """The patient's scores and motor grades over time, with the pathway's decisions marked."""
+    if not is_fhir_id(patient_id):  # no such patient can be on file
+        raise NotFound(f"no data on file for Patient/{patient_id[:64]}")
     async with services.engine.connect() as conn:
         store = Store(conn)
         inputs = await store.for_patient(patient_id, INPUT_TYPES)
