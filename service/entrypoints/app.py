@@ -18,6 +18,7 @@ from service.adapters.service_keys import LOG_PSEUDONYM
 from service.bootstrap import Services, build_services
 from service.cds.cors import CdsCors
 from service.config import Settings
+from service.entrypoints import api_docs
 from service.entrypoints.http import install_error_handlers
 from service.entrypoints.routes import admin, cds_hooks, fhir, health, timeline, webhooks
 from service.entrypoints.worker import build_worker
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app = FastAPI(title="Carepath", version=__version__, lifespan=lifespan,
                   description="FHIR R4 care-pathway service for lumbar radiculopathy.")
     install_error_handlers(app)
+    api_docs.install(app)
     app.state.metrics = metrics
     app.add_middleware(RequestContext, metrics=metrics)
     if settings.cors_origins:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from service.adapters import outbox, subscription_streams, webhook_subscribers
 from service.adapters.store import Store
 from service.config import EVENT_TYPES, EventType, StandardWebhookSecret
+from service.entrypoints.api_docs import errors
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.errors import NotFound, PreconditionFailed
 from service.webhooks.signatures import new_secret
@@ -28,7 +29,7 @@ async def _audit(services: ServicesDep, caller: str, action: str, detail: Any) -
                                 now=services.clock())
 
 
-@router.get("/outbox")
+@router.get("/outbox", responses=errors(400, 401))
 async def list_outbox(
     services: ServicesDep,
     _: CallerDep,
@@ -40,7 +41,7 @@ async def list_outbox(
     return await outbox.summary(services.engine, kind=kind, status=status, limit=limit)
 
 
-@router.post("/outbox/{item_id}/retry")
+@router.post("/outbox/{item_id}/retry", responses=errors(400, 401, 404))
 async def retry_outbox_item(
     item_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="outbox row id")],
     services: ServicesDep, caller: CallerDep
@@ -69,14 +70,14 @@ class NewSubscriber(BaseModel):
         return value
 
 
-@router.get("/webhook-subscribers")
+@router.get("/webhook-subscribers", responses=errors(401))
 async def list_subscribers(services: ServicesDep, _: CallerDep) -> list[dict[str, Any]]:
     """Every subscriber (secrets are never shown again)."""
     async with services.engine.connect() as conn:
         return [s.public() for s in await webhook_subscribers.listing(conn)]
 
 
-@router.post("/webhook-subscribers", status_code=201)
+@router.post("/webhook-subscribers", status_code=201, responses=errors(400, 401))
 async def add_subscriber(body: NewSubscriber, services: ServicesDep, caller: CallerDep
                          ) -> dict[str, Any]:
     """Register an endpoint; the answer holds its signing secret, shown this once."""
@@ -88,7 +89,8 @@ async def add_subscriber(body: NewSubscriber, services: ServicesDep, caller: Cal
     return {**subscriber.public(), "secret": secret}
 
 
-@router.delete("/webhook-subscribers/{subscriber_id}", status_code=204)
+@router.delete("/webhook-subscribers/{subscriber_id}", status_code=204,
+               responses=errors(400, 401, 404, 412))
 async def remove_subscriber(subscriber_id: SubscriberId, services: ServicesDep, caller: CallerDep
                             ) -> Response:
     """Remove an endpoint registered through this API (configured ones live in configuration)."""
@@ -104,7 +106,7 @@ async def remove_subscriber(subscriber_id: SubscriberId, services: ServicesDep, 
     return Response(status_code=204)
 
 
-@router.post("/webhook-subscribers/{subscriber_id}/enable")
+@router.post("/webhook-subscribers/{subscriber_id}/enable", responses=errors(400, 401, 404))
 async def enable_subscriber(subscriber_id: SubscriberId, services: ServicesDep, caller: CallerDep
                             ) -> dict[str, Any]:
     """Enable an endpoint again (e.g. after a 410) and re-queue its failed events."""
@@ -118,14 +120,14 @@ async def enable_subscriber(subscriber_id: SubscriberId, services: ServicesDep, 
     return {"id": subscriber_id, "enabled": True, "requeued": requeued}
 
 
-@router.get("/subscriptions")
+@router.get("/subscriptions", responses=errors(401))
 async def list_subscription_streams(services: ServicesDep, _: CallerDep) -> dict[str, Any]:
     """Inbound Subscription streams (last event number, status) and event-number gaps."""
     async with services.engine.connect() as conn:
         return await subscription_streams.report(conn)
 
 
-@router.post("/subscriptions/recover")
+@router.post("/subscriptions/recover", responses=errors(401))
 async def recover_gaps(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Ask each source with a FHIR server for its open gaps' events again (`$events`)."""
     async with services.engine.connect() as conn:

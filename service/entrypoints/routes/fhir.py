@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from service import __version__
 from service.adapters.store import Store
+from service.entrypoints.api_docs import errors
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.entrypoints.http import (
     FhirResponse,
@@ -41,7 +42,8 @@ async def metadata(request: Request, services: ServicesDep) -> Any:
     return capability_statement(__version__, f"{base}/fhir", format_instant(services.clock()))
 
 
-@router.get("/PlanDefinition/{pathway_id}", response_class=FhirResponse)
+@router.get("/PlanDefinition/{pathway_id}", response_class=FhirResponse,
+            responses=errors(401, 404))
 async def read_plan_definition(pathway_id: str, services: ServicesDep, _: CallerDep) -> Any:
     """The pathway exported as a FHIR PlanDefinition."""
     pathway = services.pathways.get(pathway_id)
@@ -50,7 +52,8 @@ async def read_plan_definition(pathway_id: str, services: ServicesDep, _: Caller
     return plan_definition(pathway.definition)
 
 
-@router.post("/PlanDefinition/{pathway_id}/$apply", response_class=FhirResponse, openapi_extra={
+@router.post("/PlanDefinition/{pathway_id}/$apply", response_class=FhirResponse,
+             responses=errors(400, 401, 404, 413, 415), openapi_extra={
     "requestBody": {"required": False, "content": {"application/fhir+json": {"schema": {"type": "object"}}}}})
 async def apply(pathway_id: str, request: Request, services: ServicesDep, _: CallerDep,
                 subject: str | None = Query(None, description="Patient/{id}")) -> Any:
@@ -92,7 +95,8 @@ def _subject_parameter(body: Any) -> str | None:
     return None
 
 
-@router.post("", response_class=FhirResponse, openapi_extra=_JSON_BODY)
+@router.post("", response_class=FhirResponse, openapi_extra=_JSON_BODY,
+             responses=errors(400, 401, 413, 415, 422))
 async def post_bundle(request: Request, services: ServicesDep, caller: CallerDep) -> Any:
     """Ingest a batch, transaction or collection Bundle; the patients' pathways are re-evaluated."""
     body = await read_json(request, services.settings.max_body_bytes)
@@ -111,7 +115,9 @@ async def post_bundle(request: Request, services: ServicesDep, caller: CallerDep
     return transaction_response(bundle_type, entries, problems, iter(accepted))
 
 
-@router.post("/{resource_type}", response_class=FhirResponse, status_code=201, openapi_extra=_JSON_BODY)
+@router.post("/{resource_type}", response_class=FhirResponse, status_code=201, openapi_extra=_JSON_BODY,
+             responses={200: {"description": "identical re-post: nothing new was created"},
+                        **errors(400, 401, 404, 413, 415, 422)})
 async def create(resource_type: str, request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     """Ingest one Observation, Condition, Procedure (or DiagnosticReport, ServiceRequest, Patient)."""
     if resource_type not in INPUT_TYPES:
@@ -129,7 +135,7 @@ async def create(resource_type: str, request: Request, services: ServicesDep, ca
                                  "ETag": accepted.etag})
 
 
-@router.get("/{resource_type}", response_class=FhirResponse)
+@router.get("/{resource_type}", response_class=FhirResponse, responses=errors(400, 401, 404))
 async def search(resource_type: str, request: Request, services: ServicesDep, _: CallerDep,
                  subject: str | None = None, patient: str | None = None,
                  count: int = Query(100, alias="_count", ge=1, le=1000)) -> Any:
@@ -145,7 +151,8 @@ async def search(resource_type: str, request: Request, services: ServicesDep, _:
     return searchset(found, f"{_base(request, services)}/fhir")
 
 
-@router.get("/{resource_type}/{resource_id}", response_class=FhirResponse)
+@router.get("/{resource_type}/{resource_id}", response_class=FhirResponse,
+            responses=errors(304, 400, 401, 404))
 async def read(resource_type: str, resource_id: str, request: Request, services: ServicesDep,
                _: CallerDep) -> Response:
     """Read one resource; ETag carries its version."""

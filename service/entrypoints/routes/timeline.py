@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from service.adapters.store import Store
+from service.entrypoints.api_docs import errors
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.errors import NotFound
 from service.fhir.ids import is_fhir_id
@@ -31,7 +32,8 @@ _PANELS = (
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
-@router.get("/patients/{patient_id}/timeline", response_class=HTMLResponse)
+@router.get("/patients/{patient_id}/timeline", response_class=HTMLResponse,
+            responses=errors(401, 404))
 async def timeline(patient_id: str, services: ServicesDep, _: CallerDep) -> HTMLResponse:
     """The patient's scores and motor grades over time, with the pathway's decisions marked."""
     if not is_fhir_id(patient_id):  # no such patient can be on file
