@@ -100,7 +100,8 @@ async def test_apply_with_mistyped_parameters_is_400(client, parameter) -> None:
     assert_outcome(response, 400, "Parameters.parameter")
 
 
-async def test_ids_and_references_that_are_not_fhir_ids_are_refused(client_for, database_url) -> None:  # type: ignore[no-untyped-def]
+async def test_ids_and_references_that_are_not_fhir_ids_are_refused(  # type: ignore[no-untyped-def]
+        client_for, database_url) -> None:
     client = await client_for(make_settings(database_url))
     long_id = {**observation("72514-3", valueInteger=5), "id": "a" * 65}
     assert_outcome(await client.post("/fhir/Observation", json=long_id, headers=FHIR), 422, "id")

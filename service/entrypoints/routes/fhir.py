@@ -115,7 +115,8 @@ async def post_bundle(request: Request, services: ServicesDep, caller: CallerDep
     return transaction_response(bundle_type, entries, problems, iter(accepted))
 
 
-@router.post("/{resource_type}", response_class=FhirResponse, status_code=201, openapi_extra=_JSON_BODY,
+@router.post("/{resource_type}", response_class=FhirResponse, status_code=201,
+             openapi_extra=_JSON_BODY,
              responses={200: {"description": "identical re-post: nothing new was created"},
                         **errors(400, 401, 404, 413, 415, 422)})
 async def create(resource_type: str, request: Request, services: ServicesDep, caller: CallerDep) -> Response:
