@@ -25,7 +25,7 @@ from tests.webhooks.support import SECRET, WHSEC, medplum_headers, standard_head
 SEED = 15
 # Fuzzed cases per operation (the examples and coverage phases add their own); CI's budget.
 # A long local run: FUZZ_EXAMPLES=1000 (FUZZ_REPORT=file appends each run's counts).
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 SOURCE = "engine"
 KEY: SigningKey = es384("fuzz-ehr")
 # Known-good values for most generated path parameters, so requests get past 404 into the parsers
