@@ -36,12 +36,18 @@ def bundle_entries(bundle: dict[str, Any]) -> tuple[str, list[Entry]]:
         if not isinstance(item, dict) or not isinstance(item.get("resource"), dict):
             issues.append(Issue(f"Bundle.entry[{i}].resource", "entry has no resource", "required"))
             continue
-        method = (item.get("request") or {}).get("method")
+        request = item.get("request") or {}
+        if not isinstance(request, dict) or not isinstance(request.get("url", ""), str) \
+                or not isinstance(item.get("fullUrl", ""), str):
+            issues.append(Issue(f"Bundle.entry[{i}]", "request must be an object, request.url "
+                                "and fullUrl strings", "structure"))
+            continue
+        method = request.get("method")
         if method not in (None, "POST", "PUT"):
             issues.append(Issue(f"Bundle.entry[{i}].request.method", f"{method} is not supported here", "not-supported"))
             continue
         resource = dict(item["resource"])
-        url = (item.get("request") or {}).get("url", "")
+        url = request.get("url", "")
         if method == "PUT" and "/" in url and not resource.get("id"):
             resource["id"] = url.split("?")[0].rstrip("/").split("/")[-1]
         entries.append(Entry(resource, item.get("fullUrl")))

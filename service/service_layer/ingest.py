@@ -18,6 +18,7 @@ from service.adapters.database import lock_keys
 from service.adapters.store import Store, Stored
 from service.errors import InvalidResource
 from service.fhir.ids import content_id, id_issues, is_fhir_id
+from service.fhir.json_rules import null_issues
 from service.fhir.models import INPUT_TYPES, Issue, validate_resource
 from service.fhir.normalize import subject_id, value_issues
 from service.fhir.time import parse_datetime
@@ -51,7 +52,7 @@ class Ingestor:
             return [Issue(f"{where}resourceType" if where else "resourceType",
                           f"{kind} is not accepted here; accepted: {', '.join(sorted(INPUT_TYPES))}",
                           "not-supported")]
-        return id_issues(resource, where) or [
+        return null_issues(resource, where) or id_issues(resource, where) or [
             i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
 
     def check(self, resource: Any, where: str = "") -> None:

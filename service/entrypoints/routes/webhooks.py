@@ -155,6 +155,9 @@ async def signed_json(source: str, request: Request, services: ServicesDep,
                             [Issue("data", "a FHIR resource or Bundle is required", "required")])
     if data["resourceType"] == "Bundle":
         entries = data.get("entry") or []
+        if not isinstance(entries, list):
+            raise MalformedBody("the Bundle's entry must be an array",
+                                [Issue("data.entry", "expected an array", "structure")])
         resources = [e.get("resource") if isinstance(e, dict) else e for e in entries]
         where = "data.entry[{i}].resource."
     else:
