@@ -173,6 +173,6 @@ class LastResort:
 
 
 def where_raised(exc: BaseException) -> str:
-    """`file:line in function` frames of a traceback, innermost last, with no values."""
+    """`file:line function` frames of a traceback, innermost first, with no values."""
     frames = traceback.extract_tb(exc.__traceback__)[-6:]
     return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
