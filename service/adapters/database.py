@@ -21,7 +21,8 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     """Statement parameters (patient ids, resources) never appear in errors or logs
-    (`hide_parameters`). SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE (one writer, no upgrade deadlocks)."""
+    (`hide_parameters`). SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE (one writer, no
+    upgrade deadlocks)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
         if path and path != ":memory:":
