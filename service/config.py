@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    log_pseudonym_key: str | None = Field(None, min_length=16, description=(
+        "HMAC key of patient pseudonyms in logs; generated and kept in the database when unset"))
 
     # Write-back to the EHR's FHIR server (issue 3)
     fhir_server_url: str | None = Field(

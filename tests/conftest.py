@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'carepath.db'}"
 
 
-@pytest_asyncio.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database per test (TEST_DATABASE_URL must point at a server we may use)."""
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new PostgreSQL database on TEST_DATABASE_URL's server, dropped afterwards."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         if os.environ.get("CI"):
@@ -64,6 +65,23 @@ async def postgres_url() -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest_asyncio.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database per test (TEST_DATABASE_URL must point at a server we may use)."""
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[str]:
+    """Each test that takes it runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

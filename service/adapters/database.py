@@ -20,12 +20,15 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:
-    """SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE (one writer, no upgrade deadlocks)."""
+    """Statement parameters (patient ids, resources) never appear in errors or logs
+    (`hide_parameters`). SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE (one writer, no
+    upgrade deadlocks)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True,
+                                     **options)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +44,8 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **options)
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                               hide_parameters=True, **options)
 
 
 def _upgrade(connection: Connection) -> None:

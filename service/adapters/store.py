@@ -95,7 +95,13 @@ class Store:
             version = await self._last_version(kind, rid) + 1  # after a deletion, history goes on
             meta["versionId"] = str(version)
             values["version_id"], values["content"] = version, _dumps(stored)
-            await self.conn.execute(sa.insert(t.resources).values(resource_type=kind, id=rid, **values))
+            inserted = await self.conn.execute(self._insert(t.resources).values(
+                resource_type=kind, id=rid, **values).on_conflict_do_nothing())
+            if inserted.rowcount != 1:
+                # another transaction created it since we looked (concurrent posts of one new
+                # resource): the conflict waited for its commit, so this is now a re-post
+                return await self.put(resource, origin=origin, patient_id=patient_id, now=now,
+                                      method=method)
         else:
             await self.conn.execute(sa.update(t.resources).where(
                 t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))

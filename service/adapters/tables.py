@@ -200,3 +200,10 @@ patient_schedule = sa.Table(
     sa.Column("locked_until", Instant, nullable=True),
     sa.Index("ix_patient_schedule_due", "due_at"),
 )
+
+# Keys the service generates once and every replica shares (issue 15: the log pseudonym key).
+service_keys = sa.Table(
+    "service_keys", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)

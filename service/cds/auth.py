@@ -24,6 +24,7 @@ from service.errors import Unauthorized
 ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "ES512", "RS256", "RS512", "PS384", "PS256", "PS512"})
 _JKU_TTL = 300.0
 _LEEWAY = 30
+MAX_LIFETIME = 3600  # seconds; CDS Hooks asks for 5 minutes, so an hour is generous
 
 
 class JwtVerifier:
@@ -52,18 +53,18 @@ class JwtVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"malformed JWT: {exc}") from exc
-        alg = header.get("alg")
+        alg = _text(header, "alg", "header")
         if alg not in ALGORITHMS:
             raise Unauthorized(f"JWT algorithm {alg!r} is not accepted (use ES384 or RS384)")
-        if header.get("typ", "JWT").upper() != "JWT":
+        if (_text(header, "typ", "header") or "JWT").upper() != "JWT":
             raise Unauthorized("JWT header typ must be JWT")
-        kid = header.get("kid")
+        kid = _text(header, "kid", "header")
         if not kid:
             raise Unauthorized("JWT header kid is required")
-        issuer = unverified.get("iss")
+        issuer = _text(unverified, "iss", "claim")
         if issuer not in self.issuers:
             raise Unauthorized(f"JWT issuer {issuer!r} is not allowed")
-        key = await self._key(header.get("jku"), kid, alg)
+        key = await self._key(_text(header, "jku", "header"), kid, alg)
         try:
             claims = jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=issuer,
                                 leeway=_LEEWAY, options={"require": ["iss", "aud", "exp", "iat", "jti"]})
@@ -71,6 +72,11 @@ class JwtVerifier:
             raise Unauthorized(f"JWT aud must be the URL called ({audience})") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"JWT rejected: {exc}") from exc
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. exp = 1e400 (infinity)
+            raise Unauthorized("JWT rejected: a time claim is not a usable NumericDate") from exc
+        exp = claims["exp"]
+        if not isinstance(exp, int | float) or exp > time.time() + MAX_LIFETIME:
+            raise Unauthorized(f"JWT exp must be a NumericDate at most {MAX_LIFETIME} s ahead")
         await self._single_use(issuer, str(claims["jti"]), int(claims["exp"]))
         return claims
 
@@ -124,3 +130,11 @@ class JwtVerifier:
                 expires_at=datetime.fromtimestamp(exp + _LEEWAY, UTC)).on_conflict_do_nothing())
         if not result.rowcount:
             raise Unauthorized("JWT replayed (jti already used)")
+
+
+def _text(fields: dict[str, Any], name: str, where: str) -> str | None:
+    """A JOSE header parameter or claim that must be a string when present."""
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str):
+        raise Unauthorized(f"JWT {where} {name} must be a string")
+    return value

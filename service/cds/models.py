@@ -43,6 +43,9 @@ class HookRequestIn(_In):
     prefetch: dict[str, dict[str, Any] | None] | None = None
 
 
+_NO_NUL = r"^[^\x00]*$"  # stored in text columns, which cannot hold NUL on PostgreSQL
+
+
 class OverrideReasonIn(_In):
     reason: dict[str, Any] | None = None
     userComment: str | None = None  # noqa: N815
@@ -53,11 +56,11 @@ class AcceptedSuggestionIn(_In):
 
 
 class FeedbackItemIn(_In):
-    card: str = Field(min_length=1)
+    card: str = Field(min_length=1, max_length=100, pattern=_NO_NUL)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestionIn] | None = None  # noqa: N815
     overrideReason: OverrideReasonIn | None = None  # noqa: N815
-    outcomeTimestamp: str = Field(min_length=1)  # noqa: N815
+    outcomeTimestamp: str = Field(min_length=1, max_length=40, pattern=_NO_NUL)  # noqa: N815
 
 
 class FeedbackIn(_In):

@@ -49,10 +49,12 @@ def render(template: str, context: dict[str, Any]) -> str:
 
 def resources_of(value: dict[str, Any] | None) -> list[Any]:
     """The resources of a prefetched read (a resource or null) or search (a Bundle)."""
-    if value is None:
+    if not isinstance(value, dict):
         return []
     if value.get("resourceType") == "Bundle":
-        return [e.get("resource") for e in value.get("entry") or [] if isinstance(e, dict) and e.get("resource")]
+        entries = value.get("entry")
+        return [e.get("resource") for e in entries if isinstance(e, dict) and e.get("resource")
+                ] if isinstance(entries, list) else []
     return [value]
 
 

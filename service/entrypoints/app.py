@@ -12,11 +12,13 @@ import httpx
 from fastapi import FastAPI
 
 from service import __version__
-from service.adapters import webhook_subscribers
+from service.adapters import service_keys, webhook_subscribers
 from service.adapters.database import migrate
+from service.adapters.service_keys import LOG_PSEUDONYM
 from service.bootstrap import Services, build_scheduler, build_services, stage_follow_up
 from service.cds.cors import CdsCors
 from service.config import Settings
+from service.entrypoints import api_docs
 from service.entrypoints.docs import install_docs
 from service.entrypoints.http import install_error_handlers
 from service.entrypoints.routes import (
@@ -30,6 +32,7 @@ from service.entrypoints.routes import (
 )
 from service.entrypoints.worker import build_worker, worker_name
 from service.observability import routes as observability
+from service.observability.logs import set_pseudonym_key
 from service.observability.metrics import Metrics
 from service.observability.middleware import RequestContext
 from service.rules.loader import load_pathways
@@ -51,6 +54,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         services = build_services(settings, pathways, clock=clock, http=http)
         services.evaluator.listeners.append(metrics.on_evaluated)
         await migrate(services.engine)
+        set_pseudonym_key(settings.log_pseudonym_key
+                          or await service_keys.get_or_create(services.engine, LOG_PSEUDONYM))
         app.state.services = services
         if not settings.api_tokens:
             log.warning("no CAREPATH_API_TOKENS configured: every API call will be refused (401)")
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                   docs_url=None, redoc_url=None)
     install_docs(app)
     install_error_handlers(app)
+    api_docs.install(app)
     app.state.metrics = metrics
     app.add_middleware(RequestContext, metrics=metrics)
     if settings.cors_origins:

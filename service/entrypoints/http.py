@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import traceback
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.errors import (
     BodyTooLarge,
@@ -26,6 +29,8 @@ from service.fhir.outcome import operation_outcome
 from service.webhooks.signatures import bearer_matches
 
 FHIR_JSON = "application/fhir+json"
+MAX_JSON_DEPTH = 64  # FHIR resources nest far less (a Bundle of resources with extensions ~15)
+log = logging.getLogger("carepath")
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
@@ -87,9 +92,26 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise MalformedBody("request body is empty", [Issue("$", "request body is empty", "required")])
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"malformed JSON: {exc}", [Issue("$", f"malformed JSON: {exc}", "structure")]) from exc
+    if too_deep(parsed, MAX_JSON_DEPTH):
+        message = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        raise MalformedBody(message, [Issue("$", message, "too-costly")])
+    return parsed
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether objects/arrays nest more than `limit` levels (checked without recursion, so that
+    validators, comparisons and serialisers that do recurse never meet such a document)."""
+    level: list[Any] = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        level = [child for node in level
+                 for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, dict | list)]
+        if not level:
+            return False
+    return True
 
 
 def require_bearer(request: Request, tokens: list[str]) -> str:
@@ -121,12 +143,62 @@ def install_error_handlers(app: FastAPI) -> None:
         return FhirResponse(operation_outcome("invalid request", issues), 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return FhirResponse(operation_outcome(str(exc.detail), code=code), exc.status_code,
-                            getattr(exc, "headers", None))
+                            headers or None)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        logging.getLogger("carepath").exception("unhandled error on %s %s", request.method, request.url.path)
-        return FhirResponse(operation_outcome("internal error; the request was logged", code="exception"), 500)
+    app.add_middleware(LastResort)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})  # HEAD is implied by GET and not in the OpenAPI document
+
+
+class LastResort:
+    """Innermost ASGI middleware: an exception no handler mapped still leaves as an
+    OperationOutcome 500 with `Connection: close` (Starlette's own error middleware re-raises
+    after answering, and the server then drops the keep-alive connection without saying so).
+    The log line names the exception type and where it was raised, never its message, which may
+    carry statement parameters or resource content."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:  # noqa: BLE001  (the last resort: answered, logged without values)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            log.error("unhandled %s on %s %s at %s", type(exc).__name__, scope["method"], route,
+                      where_raised(exc))
+            if started:
+                raise
+            response = FhirResponse(
+                operation_outcome("internal error; the request was logged", code="exception"), 500,
+                {"Connection": "close"})
+            await response(scope, receive, send)
+
+
+def where_raised(exc: BaseException) -> str:
+    """`file:line function` frames of a traceback, innermost first, with no values."""
+    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))

@@ -80,7 +80,7 @@ class FhirChannel:
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)
-            log.exception("write-back of %s crashed", item.dedupe_key)
+            log.exception("write-back of outbox item %s crashed", item.id)  # no resource ids
             return DeliveryError(f"{type(exc).__name__}: {exc}")
 
 
@@ -131,7 +131,8 @@ class Worker:
     async def _failed(self, channel: Channel, item: outbox.OutboxItem,
                       result: DeliveryError) -> None:
         if result.permanent or item.attempts + 1 >= channel.max_attempts:
-            log.warning("%s delivery %s failed for good: %s", channel.kind, item.dedupe_key, result)
+            log.warning("%s delivery of outbox item %s failed for good (status %s; the reason is "
+                        "in /admin/outbox)", channel.kind, item.id, result.status)
             await outbox.failed(self.engine, item.id, self.name, result.status, str(result))
         else:
             delay = channel.retry_delay(item.attempts, result.retry_after)

@@ -82,6 +82,11 @@ def _entry(kind: str, i: int, item: Any) -> tuple[Entry | None, Issue | None]:
     if kind != "collection" and not isinstance(request, dict):
         return None, Issue(f"{where}.request", "batch and transaction entries need a request (bdl-3)", "required")
     request = request if isinstance(request, dict) else {}
+    for name, value in (("fullUrl", item.get("fullUrl")), ("request.url", request.get("url")),
+                        ("request.ifNoneExist", request.get("ifNoneExist")),
+                        ("request.ifMatch", request.get("ifMatch"))):
+        if value is not None and not isinstance(value, str):
+            return None, Issue(f"{where}.{name}", f"{name} must be a string", "structure")
     method = request.get("method", "PUT")
     url = request.get("url", "")
     if method not in _METHODS:

@@ -149,8 +149,8 @@ def _control(search: Search, name: str, value: str) -> str | None:
     if name in ("_format", "_pretty"):
         return None
     if name in ("_count", "_offset"):
-        if not value.isdigit():
-            return f"{name} must be a non-negative whole number"
+        if not (value.isascii() and value.isdigit()) or len(value) > 9:
+            return f"{name} must be a non-negative whole number below 10^9"
         number = int(value)
         if name == "_count":
             search.count = min(number, MAX_COUNT)

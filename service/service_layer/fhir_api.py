@@ -104,7 +104,7 @@ class FhirApi:
         return stored
 
     async def vread(self, resource_type: str, resource_id: str, version: str) -> Stored:
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()) or len(version) > 9:  # versions are small positive integers
             raise NotFound(f"{resource_type}/{resource_id}/_history/{version} is not known")
         async with self.engine.connect() as conn:
             found = await Store(conn).version(resource_type, resource_id, int(version))
@@ -119,7 +119,7 @@ class FhirApi:
                       base: str, url: str) -> dict[str, Any]:
         count, offset, kept = 100, 0, []
         for name, value in query:
-            if name in ("_count", "_offset") and value.isdigit():
+            if name in ("_count", "_offset") and value.isascii() and value.isdigit() and len(value) <= 9:
                 count, offset = (min(int(value), 1000), offset) if name == "_count" else (count, int(value))
                 kept.append((name, value))
         async with self.engine.connect() as conn:

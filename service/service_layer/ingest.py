@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.adapters.database import lock_keys
 from service.adapters.store import Store, Stored, same_content
 from service.errors import InvalidResource, MethodNotAllowed, PreconditionFailed
-from service.fhir.ids import content_id
+from service.fhir.ids import content_id, id_issues, is_fhir_id
+from service.fhir.json_rules import null_issues
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue, validate_resource
 from service.fhir.normalize import subject_id, value_issues
 from service.fhir.search import Search
@@ -57,7 +58,8 @@ class Ingestor:
             return [Issue(f"{where}resourceType" if where else "resourceType",
                           f"{kind} is not accepted here; accepted: {', '.join(sorted(INPUT_TYPES))}",
                           "not-supported")]
-        return [i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
+        return null_issues(resource, where) or id_issues(resource, where) or [
+            i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
 
     def check(self, resource: Any, where: str = "") -> list[Issue]:
         """Refuse a resource R4 forbids (4xx); return the warnings of one it allows."""
@@ -138,7 +140,8 @@ class Ingestor:
         now = self.clock()
         async with self.engine.begin() as conn:
             store = Store(conn)
-            patient = await store.delete(kind, rid, now)
+            # a reference that is not Type/<FHIR id> names nothing we could hold
+            patient = await store.delete(kind, rid, now) if is_fhir_id(rid) and kind.isalpha() else None
             if patient:
                 await store.mark_pending(patient, now)
             await store.audit(actor=actor, action="webhook-delete", patient_id=patient, now=now,

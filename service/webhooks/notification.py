@@ -10,6 +10,7 @@ from typing import Any
 
 from service.fhir.models import Issue
 
+_MAX_TEXT = {"subscription": 500, "type": 32, "status": 32}  # subscription_streams columns
 TYPES = ("handshake", "heartbeat", "event-notification", "query-status", "query-event")
 CARRY_EVENTS = ("event-notification", "query-event")
 
@@ -45,10 +46,18 @@ def _value(parameter: dict[str, Any], *kinds: str) -> Any:
     return None
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _reference(value: Any, key: str = "reference") -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
 def _count(text: Any, where: str, issues: list[Issue]) -> int | None:
     if text is None:
         return None
-    if isinstance(text, str) and text.isdigit():
+    if isinstance(text, str) and text.isdigit() and len(text) <= 9:  # fits the INTEGER column
         return int(text)
     issues.append(Issue(where, f"{text!r} is not an event number (a string of digits)", "value"))
     return None
@@ -67,7 +76,7 @@ def parse_notification(body: Any) -> tuple[Notification | None, list[Issue]]:
                             "SubscriptionStatus (backport-notification-bundle-r4-1)", "structure")]
     issues: list[Issue] = []
     params: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    for i, p in enumerate(first.get("parameter") or []):
+    for i, p in enumerate(_list(first.get("parameter"))):
         if isinstance(p, dict):
             params.setdefault(str(p.get("name")), []).append((i, p))
     where = "Bundle.entry[0].resource.parameter"
@@ -76,12 +85,15 @@ def parse_notification(body: Any) -> tuple[Notification | None, list[Issue]]:
         found = params.get(name, [])
         return _value(found[0][1], *kinds) if found else None
 
-    subscription = (single("subscription", "Reference") or {}).get("reference")
+    subscription = _reference(single("subscription", "Reference"))
     kind, status = single("type", "Code"), single("status", "Code")
     for name, value in (("subscription", subscription), ("type", kind), ("status", status)):
         if not value:
             issues.append(Issue(f"{where}.where(name='{name}')", f"'{name}' is required",
                                 "required"))
+        elif not isinstance(value, str) or len(value) > _MAX_TEXT[name] or "\x00" in value:
+            issues.append(Issue(f"{where}.where(name='{name}')", f"'{name}' must be text of at "
+                                f"most {_MAX_TEXT[name]} characters", "value"))
     if kind and kind not in TYPES:
         issues.append(Issue(f"{where}.where(name='type')",
                             f"type {kind!r} is not one of {', '.join(TYPES)}", "code-invalid"))
@@ -93,22 +105,22 @@ def parse_notification(body: Any) -> tuple[Notification | None, list[Issue]]:
     note.events_since_start = _count(single(since, "String", "UnsignedInt", "Integer"),
                                      f"{where}.where(name='{since}')", issues)
     for i, p in params.get("notification-event", []):
-        parts = {str(q.get("name")): q for q in p.get("part") or [] if isinstance(q, dict)}
+        parts = {str(q.get("name")): q for q in _list(p.get("part")) if isinstance(q, dict)}
         number = _count(_value(parts.get("event-number", {}), "String", "UnsignedInt", "Integer"),
                         f"{where}[{i}].part.where(name='event-number')", issues)
         if number is None:
             issues.append(Issue(f"{where}[{i}]", "a notification-event needs an event-number",
                                 "required"))
             continue
-        focus = (_value(parts.get("focus", {}), "Reference") or {}).get("reference")
+        focus = _reference(_value(parts.get("focus", {}), "Reference"))
         note.events.append(NotificationEvent(number, focus))
     note.errors = [str((_value(p, "CodeableConcept") or {}).get("text") or p)
                    for _, p in params.get("error", [])]
     for i, entry in enumerate(entries[1:], start=1):
         if not isinstance(entry, dict):
             issues.append(Issue(f"Bundle.entry[{i}]", "an entry must be an object", "structure"))
-        elif (entry.get("request") or {}).get("method") == "DELETE":
-            target = (entry.get("request") or {}).get("url") or entry.get("fullUrl")
+        elif isinstance(entry.get("request"), dict) and entry["request"].get("method") == "DELETE":
+            target = _reference(entry.get("request"), "url") or entry.get("fullUrl")
             if isinstance(target, str):
                 note.deleted.append(target)
             else:

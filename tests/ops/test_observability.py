@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Iterator
@@ -9,8 +10,11 @@ from collections.abc import Iterator
 import orjson
 import pytest
 import structlog
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from service.observability.logs import configure_logging, phi_safe
+from service.adapters.database import create_engine
+from service.observability.logs import configure_logging, phi_safe, set_pseudonym_key
 from tests.conftest import FIXTURES, make_settings
 
 SCENARIO = FIXTURES / "03-urinary-retention" / "step-1.bundle.json"
@@ -82,3 +86,45 @@ def test_patient_references_in_free_text_are_hashed(log_lines: io.StringIO) -> N
     structlog.get_logger("carepath").info("write-back", patient_id="lrp-99", value=7)
     raw = log_lines.getvalue()
     assert "lrp-99" not in raw and phi_safe("lrp-99") in raw and '"value": 7' not in raw
+
+
+def test_pseudonyms_are_keyed_so_short_ids_cannot_be_hashed_back(log_lines: io.StringIO) -> None:
+    set_pseudonym_key("k" * 32)
+    first = phi_safe("lrp-03")
+    set_pseudonym_key("another-key-0123456789")
+    assert phi_safe("lrp-03") != first
+    assert hashlib.sha256(b"lrp-03").hexdigest()[:12] not in first
+
+
+async def test_the_pseudonym_key_is_generated_once_and_kept_in_the_database(  # type: ignore[no-untyped-def]
+        client_for, sqlite_url: str, tmp_path) -> None:
+    await client_for(make_settings(sqlite_url))
+    first = phi_safe("lrp-03")
+    await client_for(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"))
+    other_database = phi_safe("lrp-03")
+    await client_for(make_settings(sqlite_url))
+    assert phi_safe("lrp-03") == first != other_database
+    await client_for(make_settings(sqlite_url, log_pseudonym_key="from-the-environment-0001"))
+    assert phi_safe("lrp-03") not in (first, other_database)
+
+
+def test_exceptions_are_logged_by_type_and_place_never_by_message(log_lines: io.StringIO) -> None:
+    try:
+        {"a": 1}["Patient/lrp-55 secret-value"]
+    except KeyError:
+        logging.getLogger("carepath").exception("lookup failed")
+    line = orjson.loads(log_lines.getvalue().splitlines()[-1])
+    assert line["exception"].startswith("KeyError at test_observability.py:")
+    assert "lrp-55" not in log_lines.getvalue() and "secret-value" not in log_lines.getvalue()
+
+
+async def test_database_errors_never_carry_statement_parameters(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as error:
+                await conn.execute(text("SELECT * FROM no_such_table WHERE id = :id"),
+                                   {"id": "lrp-77-parameter"})
+    finally:
+        await engine.dispose()
+    assert "lrp-77-parameter" not in str(error.value)

@@ -21,7 +21,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _run_from_url(url: str) -> None:
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, hide_parameters=True)
     async with engine.begin() as conn:
         await conn.run_sync(_run)
     await engine.dispose()

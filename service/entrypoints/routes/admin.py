@@ -4,22 +4,24 @@ re-evaluation schedule."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
 from service.adapters import outbox, schedule, subscription_streams, webhook_subscribers
 from service.adapters.store import Store
 from service.config import EVENT_TYPES, EventType, StandardWebhookSecret
+from service.entrypoints.api_docs import errors
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.errors import NotFound, PreconditionFailed
 from service.webhooks.signatures import new_secret
 
 router = APIRouter(prefix="/admin", tags=["Admin"])
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SubscriberId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 
 
 async def _audit(services: ServicesDep, caller: str, action: str, detail: Any) -> None:
@@ -28,7 +30,7 @@ async def _audit(services: ServicesDep, caller: str, action: str, detail: Any) -
                                 now=services.clock())
 
 
-@router.get("/outbox")
+@router.get("/outbox", responses=errors(400, 401))
 async def list_outbox(
     services: ServicesDep,
     _: CallerDep,
@@ -40,9 +42,10 @@ async def list_outbox(
     return await outbox.summary(services.engine, kind=kind, status=status, limit=limit)
 
 
-@router.post("/outbox/{item_id}/retry")
+@router.post("/outbox/{item_id}/retry", responses=errors(400, 401, 404))
 async def retry_outbox_item(
-    item_id: int, services: ServicesDep, caller: CallerDep
+    item_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="outbox row id")],
+    services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Put a failed delivery back in the queue, due now, with a fresh attempt budget."""
     if not await outbox.requeue(services.engine, item_id, services.clock()):
@@ -52,7 +55,7 @@ async def retry_outbox_item(
 
 
 class NewSubscriber(BaseModel):
-    url: str = Field(description="https URL (plain http only on loopback)")
+    url: str = Field(max_length=1000, description="https URL (plain http only on loopback)")
     events: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES))
     secret: StandardWebhookSecret | None = Field(
         None, description="whsec_ + base64 of 24-64 bytes; generated if omitted, and returned once")
@@ -68,14 +71,14 @@ class NewSubscriber(BaseModel):
         return value
 
 
-@router.get("/webhook-subscribers")
+@router.get("/webhook-subscribers", responses=errors(401))
 async def list_subscribers(services: ServicesDep, _: CallerDep) -> list[dict[str, Any]]:
     """Every subscriber (secrets are never shown again)."""
     async with services.engine.connect() as conn:
         return [s.public() for s in await webhook_subscribers.listing(conn)]
 
 
-@router.post("/webhook-subscribers", status_code=201)
+@router.post("/webhook-subscribers", status_code=201, responses=errors(400, 401))
 async def add_subscriber(body: NewSubscriber, services: ServicesDep, caller: CallerDep
                          ) -> dict[str, Any]:
     """Register an endpoint; the answer holds its signing secret, shown this once."""
@@ -87,8 +90,9 @@ async def add_subscriber(body: NewSubscriber, services: ServicesDep, caller: Cal
     return {**subscriber.public(), "secret": secret}
 
 
-@router.delete("/webhook-subscribers/{subscriber_id}", status_code=204)
-async def remove_subscriber(subscriber_id: str, services: ServicesDep, caller: CallerDep
+@router.delete("/webhook-subscribers/{subscriber_id}", status_code=204,
+               responses=errors(400, 401, 404, 412))
+async def remove_subscriber(subscriber_id: SubscriberId, services: ServicesDep, caller: CallerDep
                             ) -> Response:
     """Remove an endpoint registered through this API (configured ones live in configuration)."""
     async with services.engine.begin() as conn:
@@ -103,8 +107,8 @@ async def remove_subscriber(subscriber_id: str, services: ServicesDep, caller: C
     return Response(status_code=204)
 
 
-@router.post("/webhook-subscribers/{subscriber_id}/enable")
-async def enable_subscriber(subscriber_id: str, services: ServicesDep, caller: CallerDep
+@router.post("/webhook-subscribers/{subscriber_id}/enable", responses=errors(400, 401, 404))
+async def enable_subscriber(subscriber_id: SubscriberId, services: ServicesDep, caller: CallerDep
                             ) -> dict[str, Any]:
     """Enable an endpoint again (e.g. after a 410) and re-queue its failed events."""
     async with services.engine.begin() as conn:
@@ -117,14 +121,14 @@ async def enable_subscriber(subscriber_id: str, services: ServicesDep, caller: C
     return {"id": subscriber_id, "enabled": True, "requeued": requeued}
 
 
-@router.get("/subscriptions")
+@router.get("/subscriptions", responses=errors(401))
 async def list_subscription_streams(services: ServicesDep, _: CallerDep) -> dict[str, Any]:
     """Inbound Subscription streams (last event number, status) and event-number gaps."""
     async with services.engine.connect() as conn:
         return await subscription_streams.report(conn)
 
 
-@router.post("/subscriptions/recover")
+@router.post("/subscriptions/recover", responses=errors(401))
 async def recover_gaps(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Ask each source with a FHIR server for its open gaps' events again (`$events`)."""
     async with services.engine.connect() as conn:

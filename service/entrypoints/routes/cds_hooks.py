@@ -13,6 +13,7 @@ from service.cds import hooks
 from service.cds.auth import JwtVerifier
 from service.cds.feedback import list_feedback, record_feedback
 from service.cds.models import FeedbackIn, HookRequestIn
+from service.entrypoints.api_docs import CDS_JWT, errors
 from service.entrypoints.deps import CallerDep, ServicesDep
 from service.entrypoints.http import read_json
 from service.errors import MalformedBody
@@ -20,7 +21,7 @@ from service.fhir.models import Issue
 
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
-_JSON_BODY = {"requestBody": {"required": True, "content": {
+_JSON_BODY = {"security": CDS_JWT, "requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "additionalProperties": True}}}}}
 
 
@@ -59,7 +60,8 @@ async def discovery() -> Any:
     return hooks.discovery().model_dump(mode="json", exclude_none=True)
 
 
-@router.post("/{service_id}", response_class=JSONResponse, openapi_extra=_JSON_BODY)
+@router.post("/{service_id}", response_class=JSONResponse, openapi_extra=_JSON_BODY,
+             responses=errors(400, 401, 404, 412, 413, 415))
 async def call_service(service_id: str, request: Request, services: ServicesDep) -> Any:
     """Invoke a CDS service: cards from the pathway for the prefetched (or fetched) data."""
     service = hooks.service_named(service_id)
@@ -68,7 +70,8 @@ async def call_service(service_id: str, request: Request, services: ServicesDep)
     return (await hooks.invoke(services, service, hook_request)).wire()
 
 
-@router.post("/{service_id}/feedback", response_class=JSONResponse, openapi_extra=_JSON_BODY)
+@router.post("/{service_id}/feedback", response_class=JSONResponse, openapi_extra=_JSON_BODY,
+             responses=errors(400, 401, 404, 413, 415))
 async def post_feedback(service_id: str, request: Request, services: ServicesDep) -> Any:
     """Record accepted/overridden card outcomes (duplicates are ignored)."""
     hooks.service_named(service_id)
@@ -78,7 +81,7 @@ async def post_feedback(service_id: str, request: Request, services: ServicesDep
     return {}
 
 
-@router.get("/{service_id}/feedback", response_class=JSONResponse)
+@router.get("/{service_id}/feedback", response_class=JSONResponse, responses=errors(401, 404))
 async def get_feedback(service_id: str, services: ServicesDep, _: CallerDep) -> Any:
     """The feedback recorded for a service (API bearer token, like /fhir)."""
     hooks.service_named(service_id)

@@ -20,7 +20,8 @@ async def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "a dependency is unreachable"}})
+@router.get("/ready", responses={503: {"description": "a dependency is unreachable", "content": {
+    "application/json": {"schema": {"type": "object"}}}}})
 async def ready(services: ServicesDep) -> JSONResponse:
     """Ready when the database answers and the FHIR write-back server (if any) is reachable."""
     checks: dict[str, str] = {}

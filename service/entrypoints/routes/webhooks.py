@@ -19,6 +19,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 
 from service.bootstrap import Services
 from service.config import WebhookSource
+from service.entrypoints.api_docs import OUTCOME, errors
 from service.entrypoints.deps import ServicesDep
 from service.entrypoints.http import FhirResponse, parse_json, read_body, require_json_type
 from service.errors import BadGateway, InvalidResource, MalformedBody, Unauthorized
@@ -34,6 +35,12 @@ from service.webhooks.signatures import (
 
 log = logging.getLogger("carepath.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["Webhooks"])
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "nothing new (heartbeat, handshake, redelivery)", "content": {
+        "application/fhir+json": {"schema": OUTCOME}}},
+    202: {"description": "new data stored; evaluation follows", "content": {
+        "application/fhir+json": {"schema": OUTCOME}}},
+    **errors(400, 401, 413, 415, 422, 502)}
 _BODY = {"requestBody": {"required": True, "content": {
     "application/fhir+json": {"schema": {"type": "object", "additionalProperties": True}},
     "application/json": {"schema": {"type": "object", "additionalProperties": True}}}}}
@@ -74,7 +81,8 @@ async def _afterwards(services: Services, source: WebhookSource, received: Recei
         log.exception("follow-up of a webhook from %s failed", source.name)
 
 
-@router.post("/{source}/subscription", response_class=FhirResponse, openapi_extra=_BODY)
+@router.post("/{source}/subscription", response_class=FhirResponse, openapi_extra=_BODY,
+             responses=_ANSWERS)
 async def subscription_notification(source: str, request: Request, services: ServicesDep,
                                     background: BackgroundTasks) -> FhirResponse:
     """A Subscriptions Backport 1.1 notification Bundle (handshake, heartbeat, event)."""
@@ -99,7 +107,8 @@ async def subscription_notification(source: str, request: Request, services: Ser
     return _respond(received, src, services, background)
 
 
-@router.post("/{source}/resource", response_class=FhirResponse, openapi_extra=_BODY)
+@router.post("/{source}/resource", response_class=FhirResponse, openapi_extra=_BODY,
+             responses=_ANSWERS)
 async def bare_resource(source: str, request: Request, services: ServicesDep,
                         background: BackgroundTasks) -> FhirResponse:
     """One resource, signed with `X-Signature` (hex HMAC-SHA256 of the body, Medplum-style);
@@ -127,7 +136,8 @@ async def bare_resource(source: str, request: Request, services: ServicesDep,
     return _respond(received, src, services, background)
 
 
-@router.post("/{source}/json", response_class=FhirResponse, openapi_extra=_BODY)
+@router.post("/{source}/json", response_class=FhirResponse, openapi_extra=_BODY,
+             responses=_ANSWERS)
 async def signed_json(source: str, request: Request, services: ServicesDep,
                       background: BackgroundTasks) -> FhirResponse:
     """A generic JSON webhook signed per Standard Webhooks 1.0 (`webhook-id`, `webhook-timestamp`,
@@ -145,6 +155,9 @@ async def signed_json(source: str, request: Request, services: ServicesDep,
                             [Issue("data", "a FHIR resource or Bundle is required", "required")])
     if data["resourceType"] == "Bundle":
         entries = data.get("entry") or []
+        if not isinstance(entries, list):
+            raise MalformedBody("the Bundle's entry must be an array",
+                                [Issue("data.entry", "expected an array", "structure")])
         resources = [e.get("resource") if isinstance(e, dict) else e for e in entries]
         where = "data.entry[{i}].resource."
     else:
