@@ -58,11 +58,12 @@ class _Builder:
         self.requester = {"reference": definition.requester, "display": f"Carepath {definition.id} {definition.version}"}
         self.episode_id = evaluation.episode.id if evaluation.episode else NO_EPISODE
 
-    def _common(self, key: str) -> dict[str, Any]:
+    def _common(self, key: str, single_canonical: bool = False) -> dict[str, Any]:
+        """Tag, identifier and canonical (Task.instantiatesCanonical is 0..1 in R4; 0..* elsewhere)."""
         return {
             "meta": {"tag": [{"system": PATHWAY_TAG, "code": f"{self.d.id}|{self.d.version}"}]},
             "identifier": [{"system": URI, "value": key}],
-            "instantiatesCanonical": [self.d.canonical],
+            "instantiatesCanonical": self.d.canonical if single_canonical else [self.d.canonical],
         }
 
     def _coding(self, ref: CodeRef) -> dict[str, Any]:
@@ -110,7 +111,7 @@ class _Builder:
 
     def task(self, task: ProposedTask) -> dict[str, Any]:
         resource: dict[str, Any] = {
-            "resourceType": "Task", "id": output_id("task", task.key), **self._common(task.key),
+            "resourceType": "Task", "id": output_id("task", task.key), **self._common(task.key, True),
             "status": "requested", "intent": "proposal", "priority": "routine",
             "code": {"coding": [{"system": TASK_CODES, "code": task.task}], "text": task.description},
             "description": task.description, "for": self.patient, "authoredOn": self.now,
