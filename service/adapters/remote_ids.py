@@ -58,3 +58,11 @@ async def record(conn: AsyncConnection, server: str, kind: str, rid: str, *, rem
     if done.rowcount == 0 and exists is None:
         await conn.execute(sa.insert(r).values(server=server, resource_type=kind,
                                                resource_id=rid, **values))
+
+
+async def refresh(conn: AsyncConnection, server: str, kind: str, rid: str, *,
+                  remote_version: str | None) -> None:
+    """Keep the server version last read (after a 412), so no later write sends an older ETag."""
+    if remote_version:
+        await conn.execute(sa.update(r).where(*_key(server, kind, rid))
+                           .values(remote_version=remote_version))
