@@ -107,7 +107,7 @@ class HttpxFhirServer:
         return await self._send("GET", f"{path}?{query}" if query else path, ok=(200,))
 
     async def transaction(self, bundle: dict[str, Any]) -> FhirReply:
-        """POST a `transaction` (or `batch`) Bundle to the base; the reply is its response Bundle."""
+        """POST a `transaction` (or `batch`) Bundle to the base; replies its response Bundle."""
         return await self._send("POST", "", bundle, ok=(200,))
 
     async def search(self, resource_type: str, params: dict[str, str]) -> list[dict[str, Any]]:

@@ -126,13 +126,15 @@ async def failed(
 
 
 async def requeue(engine: AsyncEngine, item_id: int, now: datetime) -> bool:
-    """Admin retry: a failed row becomes pending again, due now, with its attempt count reset."""
+    """Admin retry: a failed row becomes pending again, due now, with its attempt count and its
+    retry budget (which runs from `created_at`, on the wall clock) reset."""
     async with engine.begin() as conn:
         result = await conn.execute(
             sa.update(o)
             .where(o.c.id == item_id, o.c.status == "failed")
             .values(
-                status="pending", next_attempt_at=now, attempts=0, locked_by=None, locked_until=None
+                status="pending", next_attempt_at=now, attempts=0, locked_by=None,
+                locked_until=None, created_at=datetime.now(UTC),
             )
         )
         return result.rowcount == 1

@@ -75,7 +75,8 @@ class OutboxCollector(Collector):
             yield family
         family = GaugeMetricFamily(
             "carepath_outbox_oldest_pending_seconds",
-            "Age of the oldest undelivered outbox message (0 when none is waiting)", labels=["kind"])
+            "Age of the oldest undelivered outbox message (0 when none is waiting)",
+            labels=["kind"])
         for kind in dict.fromkeys([*self.KINDS, *self.oldest]):
             family.add_metric([kind], self.oldest.get(kind, 0.0))
         yield family

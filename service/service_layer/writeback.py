@@ -249,7 +249,8 @@ class Deliverer:
         results = await self._search_all(queries, transaction)
         for kind, resources in results.items():
             for resource in resources:
-                idents = [f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier", [])]
+                idents = [f"{i.get('system')}|{i.get('value')}"
+                          for i in resource.get("identifier", [])]
                 target = next((by_type[kind][i] for i in idents if i in by_type[kind]), None)
                 if target is None:
                     continue
@@ -265,7 +266,8 @@ class Deliverer:
     async def _search_all(self, queries: dict[str, dict[str, str]], transaction: bool
                           ) -> dict[str, list[dict[str, Any]]]:
         if not transaction:
-            return {kind: await self.server.search(kind, params) for kind, params in queries.items()}
+            return {kind: await self.server.search(kind, params)
+                    for kind, params in queries.items()}
         entries = [{"request": {"method": "GET", "url": f"{kind}?" + "&".join(
             f"{k}={quote(v, safe=':|,')}" for k, v in params.items())}}
             for kind, params in queries.items()]
@@ -370,7 +372,8 @@ class Deliverer:
                 target.applied(reply.body, reply.etag, created=reply.status == 201)
                 return
             if _marked_version(reply.body, target.key) >= target.version:
-                target.applied(reply.body, reply.etag, await self._first_version(target, reply.body))
+                created = await self._first_version(target, reply.body)
+                target.applied(reply.body, reply.etag, created)
                 return
         for _ in range(_RETRIES_412):
             try:
@@ -406,9 +409,10 @@ class Deliverer:
                          for x in written]
                 digest = hashlib.sha256("|".join(a["target"] for a in about).encode()).hexdigest()
                 await Store(conn).enqueue(
-                    kind="fhir", destination=base, dedupe_key=f"fhir:{base}:provenance:{digest[:24]}",
-                    now=self.clock(), payload={"provenance": about, "device": refs[f"{DEVICE[0]}/{DEVICE[1]}"],
-                                               "pathway": item.payload.get("pathway", [])})
+                    kind="fhir", destination=base, now=self.clock(),
+                    dedupe_key=f"fhir:{base}:provenance:{digest[:24]}",
+                    payload={"provenance": about, "device": refs["/".join(DEVICE)],
+                             "pathway": item.payload.get("pathway", [])})
 
     # --- Provenance ----------------------------------------------------------------------
     async def _provenance(self, item: OutboxItem) -> int:
@@ -417,11 +421,13 @@ class Deliverer:
                                            p["created"], now, item.payload["device"]))
                   for p in item.payload["provenance"]]
         if await self.use_transaction():
-            await self.server.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
-                {"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, target)}", "resource": body,
-                 "request": {"method": "POST", "url": "Provenance",
-                             "ifNoneExist": f"target={quote(target, safe='/')}"}}
-                for target, body in bodies]})
+            entries = [{"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, target)}",
+                        "resource": body,
+                        "request": {"method": "POST", "url": "Provenance",
+                                    "ifNoneExist": f"target={quote(target, safe='/')}"}}
+                       for target, body in bodies]
+            await self.server.transaction(
+                {"resourceType": "Bundle", "type": "transaction", "entry": entries})
         else:
             for target, body in bodies:
                 await self.server.conditional_create(body, f"target={quote(target, safe='/')}")

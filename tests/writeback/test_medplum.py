@@ -28,13 +28,14 @@ FAULT_CASES = [c for c in CASES if c.name[:2] in ("02", "05", "06", "07", "10", 
 FAULTS = {"failRatio": 0.5, "latencyMs": 400, "retryAfter": 1, "seed": 7}
 
 
-async def post_cases(client: httpx.AsyncClient, medplum: Medplum, cases: list[Path],
+async def post_cases(client: httpx.AsyncClient, medplum: Medplum | None, cases: list[Path],
                      steps: slice = slice(None)) -> None:
     """The EHR gets each step first (its own ids), then pushes it to Carepath."""
     for folder in cases:
         for step in load_case(folder)["steps"][steps]:
             body = (folder / step).read_bytes()
-            medplum.seed(body)
+            if medplum is not None:
+                medplum.seed(body)
             response = await client.post("/fhir", content=body,
                                          headers={"Content-Type": "application/fhir+json"})
             assert response.status_code == 200, response.text
@@ -133,14 +134,17 @@ async def _fault_run(client, database_url: str, medplum: Medplum, replicas: int)
     rest is posted, then faults off: everything must drain by itself."""
     engine = client.app.state.services.engine
     half = len(FAULT_CASES) // 2
-    await post_cases(client, medplum, FAULT_CASES[:half])
+    for folder in FAULT_CASES:  # the EHR holds the inputs before the faults start
+        for step in load_case(folder)["steps"]:
+            medplum.seed((folder / step).read_bytes())
+    await post_cases(client, None, FAULT_CASES[:half])
     medplum.control(**FAULTS)
     workers = [_start_worker(database_url, medplum.url) for _ in range(replicas)]
     await _kill_after_calls(workers[0], medplum, 15)
-    await post_cases(client, medplum, FAULT_CASES[half:], slice(0, 1))
+    await post_cases(client, None, FAULT_CASES[half:], slice(0, 1))
     workers[0] = _start_worker(database_url, medplum.url)
     await _kill_after_calls(workers[-1], medplum, 15)
-    await post_cases(client, medplum, FAULT_CASES[half:], slice(1, None))
+    await post_cases(client, None, FAULT_CASES[half:], slice(1, None))
     workers[-1] = _start_worker(database_url, medplum.url)
     await _kill_after_calls(workers[0], medplum, 15)
     workers[0] = _start_worker(database_url, medplum.url)
@@ -186,3 +190,64 @@ async def test_two_in_process_replicas_on_postgres_race_cleanly(client_for, post
         for e in engines:
             await e.dispose()
     assert_usable(check(medplum.state(), await our_outputs(engine)))
+
+
+async def test_a_long_outage_is_retried_past_any_attempt_count_then_heals(  # type: ignore[no-untyped-def]
+        client_for, sqlite_url, medplum):
+    settings = make_settings(sqlite_url, fhir_server_url=medplum.url, outbox_backoff_seconds=0.001,
+                             outbox_backoff_max_seconds=0.001)
+    client = await client_for(settings)
+    await post_cases(client, medplum, FAULT_CASES[:2])
+    medplum.control(failRatio=1.0, retryAfter=0)
+    engine = client.app.state.services.engine
+    worker = build_worker(engine, settings, client.app.state.services.http)
+    for _ in range(15):
+        await worker.run_once()
+        await asyncio.sleep(0.01)
+    listing = (await client.get("/admin/outbox", params={"kind": "fhir"})).json()
+    assert listing["counts"]["failed"] == 0
+    assert min(i["attempts"] for i in listing["items"] if i["status"] == "pending") > 12
+    assert listing["oldestPendingAgeSeconds"] > 0
+    metrics = (await client.get("/metrics")).text
+    age = next(line for line in metrics.splitlines()
+               if line.startswith('carepath_outbox_oldest_pending_seconds{kind="fhir"}'))
+    assert float(age.split()[-1]) > 0
+    medplum.control()
+    await drain([worker], engine)
+    assert_usable(check(medplum.state(), await our_outputs(engine)))
+    assert (await client.get("/admin/outbox")).json()["oldestPendingAgeSeconds"] is None
+
+
+async def test_past_its_retry_budget_a_row_fails_visibly_and_an_admin_can_requeue_it(  # type: ignore[no-untyped-def]
+        client_for, sqlite_url, medplum):
+    settings = make_settings(sqlite_url, fhir_server_url=medplum.url, outbox_retry_hours=1e-6)
+    client = await client_for(settings)
+    await post_cases(client, medplum, FAULT_CASES[:1])
+    medplum.control(failRatio=1.0, retryAfter=0)
+    engine = client.app.state.services.engine
+    worker = build_worker(engine, settings, client.app.state.services.http)
+    await asyncio.sleep(0.01)
+    await worker.run_once()
+    failed = (await client.get("/admin/outbox", params={"status": "failed"})).json()["items"]
+    assert len(failed) == 1 and failed[0]["attempts"] == 1
+    medplum.control()
+    assert (await client.post(f"/admin/outbox/{failed[0]['id']}/retry")).status_code == 200
+    await worker.run_once()  # the decision; its Provenance row is staged and due now
+    await drain([worker], engine)
+    assert_usable(check(medplum.state(), await our_outputs(engine)))
+
+
+async def test_newer_decisions_coalesce_and_only_the_newest_version_is_written(  # type: ignore[no-untyped-def]
+        client_for, sqlite_url, medplum):
+    settings = make_settings(sqlite_url, fhir_server_url=medplum.url)
+    client = await client_for(settings)
+    folder = next(c for c in CASES if c.name.startswith("05"))
+    await post_cases(client, medplum, [folder])  # both steps before the worker runs
+    engine = client.app.state.services.engine
+    assert await outbox_counts(engine) == {"pending": 1, "superseded": 1}
+    await drain([build_worker(engine, settings, client.app.state.services.http)], engine)
+    state = medplum.state()
+    assert_usable(check(state, await our_outputs(engine)))
+    plans = [h for h in state["resources"].values() if h[-1]["resourceType"] == "CarePlan"]
+    assert len(plans) == 1 and len(plans[0]) == 1  # version 1 was never sent
+    assert plans[0][0]["meta"]["source"].endswith("/_history/2")
