@@ -2,11 +2,13 @@
 
 Interactions: read, search by identifier (`a,b` for either), create with `If-None-Exist`
 (0 matches: 201 + Location + ETag; 1: 200 with the match; more: 412), update with `If-Match`
-(412 on a stale ETag; update-as-create allowed), transaction Bundles (all or nothing), `/metadata`. Versions are `W/"n"`; errors are
+(412 on a stale ETag; update-as-create allowed), `/metadata`. Versions are `W/"n"`; errors are
 OperationOutcomes. `POST /_control` injects faults: `failRatio` (share of calls answered with
 `failStatus`), `failAfterWrite` (the write happens, then the answer is lost as an error), `statuses`
 (a queue of statuses for the next calls), `retryAfter`, `stallSeconds`, `seed`; and
-`subscriptionEvents` for the Backport `$events` operation.
+`subscriptionEvents` for the Backport `$events` operation. Write-back is also tested against an
+independent server, Medplum's (tests/node/fhir-server.mjs); this one serves the SMART token
+endpoint and scripted statuses.
 """
 
 from __future__ import annotations
