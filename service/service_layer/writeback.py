@@ -213,10 +213,10 @@ class Deliverer:
             return 200
         refs = {f"{k}/{i}": f"{k}/{r.remote_id}" for (k, i), r in known.items()}
         transaction = await self.use_transaction()
-        await self._find([x for x in targets if not x.recorded], transaction)
-        refs |= {x.ref: x.server_ref() for x in targets if x.remote_id}
         if transaction:
             try:
+                await self._find([x for x in targets if not x.recorded], transaction=True)
+                refs |= {x.ref: x.server_ref() for x in targets if x.remote_id}
                 await self._write_transaction([x for x in targets if not x.done], refs, item)
             except DeliveryError as exc:
                 if not exc.permanent:
@@ -225,6 +225,9 @@ class Deliverer:
                             exc.status, item.dedupe_key)
                 transaction = False
         if not transaction:
+            await self._find([x for x in targets if not x.recorded and not x.remote_id],
+                             transaction=False)
+            refs |= {x.ref: x.server_ref() for x in targets if x.remote_id}
             for target in targets:
                 if not target.done:
                     await self._write_one(target, refs)
@@ -426,11 +429,15 @@ class Deliverer:
                         "request": {"method": "POST", "url": "Provenance",
                                     "ifNoneExist": f"target={quote(target, safe='/')}"}}
                        for target, body in bodies]
-            await self.server.transaction(
-                {"resourceType": "Bundle", "type": "transaction", "entry": entries})
-        else:
-            for target, body in bodies:
-                await self.server.conditional_create(body, f"target={quote(target, safe='/')}")
+            try:
+                await self.server.transaction(
+                    {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+                return 201
+            except DeliveryError as exc:
+                if not exc.permanent:
+                    raise
+        for target, body in bodies:
+            await self.server.conditional_create(body, f"target={quote(target, safe='/')}")
         return 201
 
 

@@ -140,3 +140,18 @@ async def test_the_app_runs_the_worker_itself_when_configured(client_for, sqlite
     while (await outbox_counts(engine)).get("pending") and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await assert_each_arrived_once(fhir_peer.state(), engine)
+
+
+async def test_a_refused_transaction_falls_back_to_writing_each_resource(
+    client_for, sqlite_url, fhir_peer
+):
+    """A server that refuses the Bundle (here: no transaction endpoint at all, though configured
+    as transaction-capable) still gets every resource, one by one."""
+    client = await client_for(_settings(sqlite_url, fhir_peer.url, fhir_write_mode="transaction"))
+    await make_outputs(client, 2)
+    engine = client.app.state.services.engine
+    await drain([_worker(client)], engine)
+    state = fhir_peer.state()
+    await assert_each_arrived_once(state, engine)
+    assert state["calls"].get("POST transaction", 0) >= 1  # tried first
+    assert state["calls"].get("POST CarePlan") == 2
