@@ -357,6 +357,8 @@ class Deliverer:
             target.etag = reply.etag or _etag_of(reply.body)
             if _marked_version(reply.body, target.key) >= target.version:
                 target.applied(reply.body, reply.etag, created=False)
+            log.info("412 on %s: %s", target.ref, "the server already holds our version"
+                     if target.done else "re-applying on the ETag just read")
             fresh.append(target)
         async with self.engine.begin() as conn:
             for target in fresh:

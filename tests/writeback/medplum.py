@@ -85,6 +85,8 @@ class Report:
     provenance_wrong: list[str] = field(default_factory=list)
     provenance_missing: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    drain_seconds: float = 0.0
 
     def problems(self) -> list[str]:
         return [f"{name}: {value}" for name, value in (
