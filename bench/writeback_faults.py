@@ -76,7 +76,8 @@ async def run(database_urls: list[str], replicas: int) -> None:
                 resolved = {"already applied": text.count("the server already holds our version"),
                             "re-applied on fresh ETag": text.count("re-applying on the ETag")}
                 print(line(f"faults, {replicas} worker(s), 3 x kill -9", report, resolved))
-                print(f"    faults injected: {report.faults}; problems: {report.problems()}")
+                print(f"    faults injected: {report.faults}; problems: {report.problems()}; "
+                      f"deliveries that crashed (a bug, retried): {text.count('crashed')}")
                 await client.aclose()
 
 
