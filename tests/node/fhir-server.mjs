@@ -11,8 +11,9 @@
 // Start: `node fhir-server.mjs` (port 0 = any free port); the first stdout line is {"port": N}.
 //
 // Admin: GET /$admin/state -> {"resources": {"Type/id": [versions, oldest first]}, "stats": {...}};
-// POST /$admin/control {failRatio, latencyMs, retryAfter, seed, transactions} sets faults and
-// whether transactions are offered; POST /$admin/reset empties the server.
+// POST /$admin/control {failRatio, latencyMs, retryAfter, seed, transactions, loseAnswers} sets
+// faults and whether transactions are offered (`loseAnswers: [2]`: the 2nd call from now is
+// applied, then answered 503); POST /$admin/reset empties the server.
 // Faults: a share `failRatio` of calls fails, half as 503 (with Retry-After) and half as a reset
 // connection, and half of the failures happen *after* the call was applied; every call waits a
 // random 0..latencyMs first.
@@ -109,6 +110,7 @@ function cloneMaps(outer) {
 let repo = new ValidatingRepository();
 const router = new FhirRouter();
 const control = { failRatio: 0, latencyMs: 0, retryAfter: 1, transactions: true };
+let loseAnswers = new Set(); // call numbers whose answer is lost after the call was applied
 const stats = { calls: 0, status: {}, faults: { before503: 0, after503: 0, beforeReset: 0, afterReset: 0 } };
 let seed = 1;
 
@@ -199,6 +201,7 @@ async function admin(req, url, res) {
     const body = (await readBody(req)) ?? {};
     Object.assign(control, { failRatio: 0, latencyMs: 0, retryAfter: 1, transactions: true }, body);
     if (body.seed !== undefined) seed = body.seed;
+    loseAnswers = new Set((body.loseAnswers ?? []).map((n) => stats.calls + n));
     return send(res, 200, control);
   }
   if (url.pathname === '/$admin/reset' && req.method === 'POST') {
@@ -219,9 +222,10 @@ const server = http.createServer(async (req, res) => {
     const body = await readBody(req);
     if (control.latencyMs) await new Promise((r) => setTimeout(r, random() * control.latencyMs));
     stats.calls++;
-    const failing = random() < control.failRatio;
-    const reset = random() < 0.5;
-    const after = random() < 0.5;
+    const scripted = loseAnswers.has(stats.calls);
+    const failing = scripted || random() < control.failRatio;
+    const reset = !scripted && random() < 0.5;
+    const after = scripted || random() < 0.5;
     const fail = (when) => {
       stats.faults[`${when}${reset ? 'Reset' : '503'}`]++;
       if (reset) return req.socket.destroy();

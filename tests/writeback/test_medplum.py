@@ -239,3 +239,23 @@ async def test_newer_decisions_coalesce_and_only_the_newest_version_is_written( 
     plans = [h for h in state["resources"].values() if h[-1]["resourceType"] == "CarePlan"]
     assert len(plans) == 1 and len(plans[0]) == 1  # version 1 was never sent
     assert plans[0][0]["meta"]["source"].endswith("/_history/2")
+
+
+async def test_after_a_lost_answer_the_412_leads_to_a_read_not_to_a_stale_etag_again(  # type: ignore[no-untyped-def]
+        client_for, sqlite_url, medplum, caplog):
+    settings = make_settings(sqlite_url, fhir_server_url=medplum.url, outbox_backoff_seconds=0.001,
+                             outbox_backoff_max_seconds=0.001)
+    client = await client_for(settings)
+    folder = next(c for c in CASES if c.name.startswith("05"))
+    await post_cases(client, medplum, [folder], slice(0, 1))
+    engine = client.app.state.services.engine
+    worker = build_worker(engine, settings, client.app.state.services.http)
+    await drain([worker], engine)
+    await post_cases(client, medplum, [folder], slice(1, None))
+    medplum.control(loseAnswers=[2], retryAfter=0)  # after a search, the revision lands unanswered
+    caplog.set_level("INFO", "carepath.writeback")
+    await drain([worker], engine)
+    state = medplum.state()
+    assert_usable(check(state, await our_outputs(engine)))
+    assert state["stats"]["status"].get("412") == 1  # one stale If-Match, then the read
+    assert "412 on CarePlan/" in caplog.text and "already holds our version" in caplog.text
