@@ -38,6 +38,7 @@ async def one_run(
         fhir_server_url=fhir_url,
         run_worker=False,
         outbox_backoff_seconds=0.01,
+        outbox_backoff_max_seconds=0.5,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -74,4 +75,4 @@ async def main(patients: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 60))
