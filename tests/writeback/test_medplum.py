@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import pytest
 
 from service.entrypoints.worker import build_worker
 from tests.conftest import FIXTURES, make_settings
@@ -77,8 +78,10 @@ async def test_without_transaction_support_each_resource_is_written_in_order(  #
     assert state["stats"]["status"].get("400", 0) == 0  # never tried a transaction
 
 
+@pytest.mark.parametrize("transactions", [True, False], ids=["transaction", "per-resource"])
 async def test_a_clinician_edit_on_the_server_gives_412_then_a_fresh_etag(  # type: ignore[no-untyped-def]
-        client_for, sqlite_url, medplum):
+        client_for, sqlite_url, medplum, transactions):
+    medplum.control(transactions=transactions)
     settings = make_settings(sqlite_url, fhir_server_url=medplum.url, outbox_backoff_seconds=0.01)
     client = await client_for(settings)
     folder = next(c for c in CASES if c.name.startswith("05"))  # step 2 revises the CarePlan
