@@ -89,7 +89,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("FHIR_SERVER_URL", "CAREPATH_FHIR_SERVER_URL"))
     fhir_auth: Literal["none", "bearer", "smart"] = "none"
     fhir_bearer_token: str | None = None
-    fhir_write_mode: Literal["conditional", "transaction"] = "conditional"
+    fhir_write_mode: Literal["auto", "transaction", "conditional"] = Field("auto", description=(
+        "auto: one transaction Bundle per decision when the server's CapabilityStatement offers "
+        "`transaction`, else conditional writes resource by resource"))
     smart_token_url: str | None = None
     smart_client_id: str | None = None
     smart_private_key: str | None = None
@@ -97,8 +99,10 @@ class Settings(BaseSettings):
     smart_scope: str = ("system/CarePlan.cu system/ServiceRequest.cu system/Task.cu "
                         "system/Provenance.c")
     outbox_poll_seconds: float = Field(1.0, gt=0)
-    outbox_max_attempts: int = Field(12, gt=0)
+    outbox_retry_hours: float = Field(72.0, gt=0, description=(
+        "a write-back keeps being retried this long after it was staged, then is marked failed"))
     outbox_backoff_seconds: float = Field(1.0, gt=0)
+    outbox_backoff_max_seconds: float = Field(300.0, gt=0, description="cap of the backoff")
     outbox_lease_seconds: float = Field(60.0, gt=0)
     run_worker: bool = True
 

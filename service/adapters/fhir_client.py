@@ -107,7 +107,27 @@ class HttpxFhirServer:
         return await self._send("GET", f"{path}?{query}" if query else path, ok=(200,))
 
     async def transaction(self, bundle: dict[str, Any]) -> FhirReply:
+        """POST a `transaction` (or `batch`) Bundle to the base; replies its response Bundle."""
         return await self._send("POST", "", bundle, ok=(200,))
+
+    async def search(self, resource_type: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """The resources a type search matched (first page; callers ask for few)."""
+        reply = await self.get(resource_type, params)
+        return [e["resource"] for e in reply.body.get("entry", []) if isinstance(e, dict)
+                and isinstance(e.get("resource"), dict)
+                and e["resource"].get("resourceType") == resource_type]
+
+    async def history(self, resource_type: str, resource_id: str) -> list[dict[str, Any]]:
+        """Every version of one resource, newest first (FHIR instance history)."""
+        reply = await self.get(f"{resource_type}/{resource_id}/_history")
+        return [e["resource"] for e in reply.body.get("entry", []) if isinstance(e, dict)
+                and isinstance(e.get("resource"), dict)]
+
+    async def supports_transaction(self) -> bool:
+        """Whether the CapabilityStatement lists the system interaction `transaction`."""
+        reply = await self.get("metadata")
+        return any(i.get("code") == "transaction" for rest in reply.body.get("rest", [])
+                   for i in rest.get("interaction", []) if isinstance(i, dict))
 
     async def ping(self) -> bool:
         """Reachable means the server answered /metadata at all (any status below 500)."""

@@ -9,12 +9,12 @@ lease runs out, after which another worker takes them over.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.adapters import tables as t
 
@@ -30,6 +30,7 @@ class OutboxItem:
     dedupe_key: str
     payload: dict[str, Any]
     attempts: int
+    created_at: datetime
 
 
 async def claim(
@@ -60,9 +61,8 @@ async def claim(
         )
         rows = await conn.execute(sa.select(o).where(o.c.id.in_(ids)).order_by(o.c.id))
         return [
-            OutboxItem(
-                r.id, r.kind, r.destination, r.dedupe_key, orjson.loads(r.payload), r.attempts
-            )
+            OutboxItem(r.id, r.kind, r.destination, r.dedupe_key, orjson.loads(r.payload),
+                       r.attempts, r.created_at)
             for r in rows
         ]
 
@@ -126,13 +126,15 @@ async def failed(
 
 
 async def requeue(engine: AsyncEngine, item_id: int, now: datetime) -> bool:
-    """Admin retry: a failed row becomes pending again, due now, with its attempt count reset."""
+    """Admin retry: a failed row becomes pending again, due now, with its attempt count and its
+    retry budget (which runs from `created_at`, on the wall clock) reset."""
     async with engine.begin() as conn:
         result = await conn.execute(
             sa.update(o)
             .where(o.c.id == item_id, o.c.status == "failed")
             .values(
-                status="pending", next_attempt_at=now, attempts=0, locked_by=None, locked_until=None
+                status="pending", next_attempt_at=now, attempts=0, locked_by=None,
+                locked_until=None, created_at=datetime.now(UTC),
             )
         )
         return result.rowcount == 1
@@ -152,10 +154,24 @@ async def requeue_destination(engine: AsyncEngine, kind: str, destination: str,
         return int(result.rowcount)
 
 
+async def oldest_pending(conn: AsyncConnection, now: datetime) -> dict[str, float]:
+    """Per kind, how long the oldest undelivered row has waited (seconds): what to alert on."""
+    query = sa.select(o.c.kind, sa.func.min(o.c.created_at)).where(
+        o.c.status == "pending").group_by(o.c.kind)
+    return {kind: max(0.0, (now - _aware(at)).total_seconds())
+            for kind, at in await conn.execute(query) if at is not None}
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 async def summary(
-    engine: AsyncEngine, *, kind: str | None = None, status: str | None = None, limit: int = 100
+    engine: AsyncEngine, *, kind: str | None = None, status: str | None = None, limit: int = 100,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Counts per status and the most recent items (payloads left out)."""
+    """Counts per status, the age of the oldest undelivered row, and the most recent items
+    (payloads left out)."""
     where = [o.c.kind == kind] if kind else []
     async with engine.connect() as conn:
         counts = dict.fromkeys(STATUSES, 0)
@@ -163,6 +179,8 @@ async def summary(
             sa.select(o.c.status, sa.func.count()).where(*where).group_by(o.c.status)
         ):
             counts[row[0]] = row[1]
+        ages = await oldest_pending(conn, now or datetime.now(UTC))
+        oldest = ages.get(kind) if kind else max(ages.values(), default=None)
         query = sa.select(o).where(*where, *([o.c.status == status] if status else []))
         rows = await conn.execute(query.order_by(o.c.id.desc()).limit(limit))
         items = [
@@ -182,7 +200,7 @@ async def summary(
             }
             for r in rows
         ]
-    return {"counts": counts, "items": items}
+    return {"counts": counts, "oldestPendingAgeSeconds": oldest, "items": items}
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.adapters import tables as t
@@ -48,13 +49,21 @@ async def known_many(engine: AsyncEngine, server: str,
 
 async def record(conn: AsyncConnection, server: str, kind: str, rid: str, *, remote_id: str,
                  remote_version: str | None, local_version: int, now: datetime) -> None:
-    """Remember the server's id and version; an older local version never overwrites a newer."""
+    """Remember the server's id and version; an older local version never overwrites a newer.
+    One statement (insert, or update on conflict), so concurrent workers cannot collide."""
     values = {"remote_id": remote_id, "remote_version": remote_version,
               "local_version": local_version, "updated_at": now}
-    done = await conn.execute(sa.update(r).where(
-        *_key(server, kind, rid), r.c.local_version <= local_version).values(**values))
-    query = sa.select(r.c.remote_id).where(*_key(server, kind, rid))
-    exists = (await conn.execute(query)).first()
-    if done.rowcount == 0 and exists is None:
-        await conn.execute(sa.insert(r).values(server=server, resource_type=kind,
-                                               resource_id=rid, **values))
+    insert = postgresql.insert(r) if conn.dialect.name == "postgresql" else sqlite.insert(r)
+    stmt = insert.values(server=server, resource_type=kind, resource_id=rid, **values)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[r.c.server, r.c.resource_type, r.c.resource_id],
+        set_={k: stmt.excluded[k] for k in values},
+        where=r.c.local_version <= stmt.excluded.local_version))
+
+
+async def refresh(conn: AsyncConnection, server: str, kind: str, rid: str, *,
+                  remote_version: str | None) -> None:
+    """Keep the server version last read (after a 412), so no later write sends an older ETag."""
+    if remote_version:
+        await conn.execute(sa.update(r).where(*_key(server, kind, rid))
+                           .values(remote_version=remote_version))

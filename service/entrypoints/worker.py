@@ -14,13 +14,13 @@ import os
 import random
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters import outbox, remote_ids
+from service.adapters import outbox
 from service.adapters.delivery import DeliveryError
 from service.adapters.fhir_client import HttpxFhirServer
 from service.config import Settings
@@ -31,9 +31,10 @@ log = logging.getLogger("carepath.worker")
 MAX_BACKOFF = 300.0
 
 
-def backoff(attempts: int, base: float, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter; a server's Retry-After is a floor."""
-    delay = random.uniform(0, min(MAX_BACKOFF, base * 2**attempts))  # noqa: S311
+def backoff(attempts: int, base: float, retry_after: float | None,
+            cap: float = MAX_BACKOFF) -> float:
+    """Exponential backoff with full jitter, capped; a server's Retry-After is a floor."""
+    delay = random.uniform(0, min(cap, base * 2 ** min(attempts, 40)))  # noqa: S311
     return max(delay, retry_after or 0.0)
 
 
@@ -45,15 +46,19 @@ class Channel(Protocol):
     """One kind of outbox row and how to deliver it."""
 
     kind: str
-    max_attempts: int
 
     async def deliver(self, items: list[outbox.OutboxItem]) -> list[int | DeliveryError]: ...
 
     def retry_delay(self, attempts: int, retry_after: float | None) -> float: ...
 
+    def exhausted(self, item: outbox.OutboxItem, now: datetime) -> bool:
+        """Whether a row that just failed again should be given up (marked failed)."""
+        ...
+
 
 class FhirChannel:
-    """Write-back to the EHR's FHIR server (see service_layer.writeback)."""
+    """Write-back to the EHR's FHIR server (see service_layer.writeback): retried with capped
+    exponential backoff for `outbox_retry_hours` after staging, however many attempts that is."""
 
     kind = "fhir"
 
@@ -61,22 +66,22 @@ class FhirChannel:
                  clock: Clock) -> None:
         self.engine = engine
         self.settings = settings
-        self.max_attempts = settings.outbox_max_attempts
-        self.deliverer = Deliverer(engine, server, clock)
+        self.budget = timedelta(hours=settings.outbox_retry_hours)
+        self.deliverer = Deliverer(engine, server, clock, settings.fhir_write_mode)
 
     def retry_delay(self, attempts: int, retry_after: float | None) -> float:
-        return backoff(attempts, self.settings.outbox_backoff_seconds, retry_after)
+        return backoff(attempts, self.settings.outbox_backoff_seconds, retry_after,
+                       self.settings.outbox_backoff_max_seconds)
+
+    def exhausted(self, item: outbox.OutboxItem, now: datetime) -> bool:
+        return now - item.created_at >= self.budget
 
     async def deliver(self, items: list[outbox.OutboxItem]) -> list[int | DeliveryError]:
-        keys = [(i.payload["resource"]["resourceType"], i.payload["resource"]["id"]) for i in items]
-        known = await remote_ids.known_many(self.engine, self.deliverer.server.base_url, keys)
-        return list(await asyncio.gather(
-            *(self._one(item, known.get(key)) for item, key in zip(items, keys, strict=True))))
+        return list(await asyncio.gather(*(self._one(item) for item in items)))
 
-    async def _one(self, item: outbox.OutboxItem, known: remote_ids.RemoteId | None
-                   ) -> int | DeliveryError:
+    async def _one(self, item: outbox.OutboxItem) -> int | DeliveryError:
         try:
-            return await self.deliverer(item, known)
+            return await self.deliverer(item)
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001  (a bug must not kill the loop: kept, retried)
@@ -130,7 +135,7 @@ class Worker:
 
     async def _failed(self, channel: Channel, item: outbox.OutboxItem,
                       result: DeliveryError) -> None:
-        if result.permanent or item.attempts + 1 >= channel.max_attempts:
+        if result.permanent or channel.exhausted(item, self.clock()):
             log.warning("%s delivery of outbox item %s failed for good (status %s; the reason is "
                         "in /admin/outbox)", channel.kind, item.id, result.status)
             await outbox.failed(self.engine, item.id, self.name, result.status, str(result))
@@ -161,9 +166,6 @@ def build_channels(engine: AsyncEngine, settings: Settings, http: httpx.AsyncCli
         engine, http, timeout=settings.webhook_timeout_seconds,
         max_attempts=settings.webhook_max_attempts, scale=settings.webhook_backoff_scale)]
     if settings.fhir_server_url:
-        if settings.fhir_write_mode != "conditional":
-            raise ValueError(
-                "CAREPATH_FHIR_WRITE_MODE=transaction is not implemented: use conditional")
         server = HttpxFhirServer(settings.fhir_server_url, http, token_source(settings, http))
         channels.insert(0, FhirChannel(engine, server, settings, clock))
     return channels

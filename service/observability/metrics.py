@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters import schedule, tables
+from service.adapters import outbox, schedule, tables
 from service.adapters.store import Store
 from service.observability.logs import logger, phi_safe
 from service.service_layer.evaluate_patient import PatientEvaluated
@@ -47,12 +47,13 @@ class Metrics:
                           changes=len(event.changes))
 
     async def refresh(self, engine: AsyncEngine, now: datetime | None = None) -> None:
-        """Read the outbox counts and the schedule backlog just before a scrape (prometheus
-        collectors cannot await)."""
+        """Read the outbox counts, its oldest undelivered age and the schedule backlog just before
+        a scrape (prometheus collectors cannot await)."""
         o = tables.outbox
         query = sa.select(o.c.kind, o.c.status, sa.func.count()).group_by(o.c.kind, o.c.status)
         async with engine.connect() as conn:
             self.outbox.counts = {(row[0], row[1]): row[2] for row in await conn.execute(query)}
+            self.outbox.oldest = await outbox.oldest_pending(conn, datetime.now(UTC))  # rows are stamped with the wall clock
             if now is not None:
                 due, oldest = await schedule.backlog(conn, now)
                 self.schedule.due = due
@@ -66,6 +67,7 @@ class OutboxCollector(Collector):
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
+        self.oldest: dict[str, float] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         for name, doc, status in (
@@ -77,6 +79,13 @@ class OutboxCollector(Collector):
             for kind in kinds:
                 family.add_metric([kind], self.counts.get((kind, status), 0))
             yield family
+        family = GaugeMetricFamily(
+            "carepath_outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered outbox message (0 when none is waiting)",
+            labels=["kind"])
+        for kind in dict.fromkeys([*self.KINDS, *self.oldest]):
+            family.add_metric([kind], self.oldest.get(kind, 0.0))
+        yield family
 
 
 class ScheduleCollector(Collector):

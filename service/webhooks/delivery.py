@@ -44,6 +44,9 @@ class WebhookChannel:
         base = SCHEDULE[min(attempts, len(SCHEDULE) - 1)] * self.scale
         return max(base * random.uniform(0.9, 1.1), retry_after or 0.0)  # noqa: S311
 
+    def exhausted(self, item: OutboxItem, _: datetime) -> bool:
+        return item.attempts + 1 >= self.max_attempts
+
     async def deliver(self, items: list[OutboxItem]) -> list[int | DeliveryError]:
         async with self.engine.connect() as conn:
             subscribers = {s.id: s for s in await webhook_subscribers.listing(conn)}

@@ -1,12 +1,14 @@
 """A small but faithful FHIR R4 test server (in memory) that can be told to misbehave.
 
-Interactions: read, search by identifier, create with `If-None-Exist` (0 matches: 201 + Location +
-ETag; 1: 200 with the match; more: 412), update with `If-Match` (412 on a stale ETag; update-as-
-create allowed), transaction Bundles (all or nothing), `/metadata`. Versions are `W/"n"`; errors are
+Interactions: read, search by identifier (`a,b` for either), create with `If-None-Exist`
+(0 matches: 201 + Location + ETag; 1: 200 with the match; more: 412), update with `If-Match`
+(412 on a stale ETag; update-as-create allowed), `/metadata`. Versions are `W/"n"`; errors are
 OperationOutcomes. `POST /_control` injects faults: `failRatio` (share of calls answered with
 `failStatus`), `failAfterWrite` (the write happens, then the answer is lost as an error), `statuses`
 (a queue of statuses for the next calls), `retryAfter`, `stallSeconds`, `seed`; and
-`subscriptionEvents` for the Backport `$events` operation.
+`subscriptionEvents` for the Backport `$events` operation. Write-back is also tested against an
+independent server, Medplum's (tests/node/fhir-server.mjs); this one serves the SMART token
+endpoint and scripted statuses.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ class FhirTestServer:
         for resource in self.current(kind):
             ok = True
             for name, value in params:
-                if name == "identifier":
-                    system, _, val = value.rpartition("|")
+                if name == "identifier":  # a comma separates alternatives
                     ok &= any(
                         i.get("value") == val and (not system or i.get("system") == system)
+                        for system, _, val in (v.rpartition("|") for v in value.split(","))
                         for i in resource.get("identifier", [])
                     )
+                elif name == "_count":
+                    continue
                 elif name == "target":
                     ok &= any(t.get("reference") == value for t in resource.get("target", []))
                 else:

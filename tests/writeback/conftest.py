@@ -10,6 +10,7 @@ import pytest
 
 from tests.fhirserver.app import create_fhir_test_server
 from tests.fhirserver.serve import serving
+from tests.writeback.medplum import Medplum, medplum_server
 
 
 class FhirPeer:
@@ -27,3 +28,17 @@ class FhirPeer:
 def fhir_peer() -> Iterator[FhirPeer]:
     with serving(create_fhir_test_server()) as url:
         yield FhirPeer(url)
+
+
+@pytest.fixture(scope="session")
+def medplum_process() -> Iterator[Medplum]:
+    """Medplum's FHIR router on loopback (Node), started once: loading its definitions is slow."""
+    with medplum_server() as server:
+        yield server
+
+
+@pytest.fixture
+def medplum(medplum_process: Medplum) -> Medplum:
+    """The Medplum server, emptied and without faults, for one test."""
+    medplum_process.reset()
+    return medplum_process

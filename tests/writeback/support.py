@@ -7,15 +7,13 @@ import time
 from typing import Any
 
 import httpx
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.data import condition
 from service.adapters import tables as t
 from service.entrypoints.worker import Worker
-
-WRITTEN = ("CarePlan", "ServiceRequest")
+from tests.writeback.medplum import Report, check, our_outputs
 
 
 async def make_outputs(client: httpx.AsyncClient, patients: int, prefix: str = "wb") -> None:
@@ -44,49 +42,11 @@ async def drain(workers: list[Worker], engine: AsyncEngine, seconds: float = 60)
     raise AssertionError(f"outbox not drained: {await outbox_counts(engine)}")
 
 
-async def expected_outputs(engine: AsyncEngine) -> dict[tuple[str, str], dict[str, Any]]:
-    """Our latest CarePlans and ServiceRequests, by (type, id)."""
-    r = t.resources
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(r.c.resource_type, r.c.id, r.c.content).where(r.c.resource_type.in_(WRITTEN))
-        )
-        return {(row.resource_type, row.id): orjson.loads(row.content) for row in rows}
-
-
-def assert_each_arrived_once(
-    server_state: dict[str, Any], expected: dict[tuple[str, str], dict[str, Any]]
-) -> None:
-    """Every output is on the server exactly once, at its latest version, with one Provenance
-    per server version written."""
-    remote = [h for key, h in server_state["resources"].items() if key.split("/")[0] in WRITTEN]
-    by_mark: dict[str, list[list[dict[str, Any]]]] = {}
-    for history in remote:
-        source = history[-1]["meta"]["source"]
-        by_mark.setdefault(source.rsplit("/_history/", 1)[0], []).append(history)
-    assert len(remote) == len(expected), (len(remote), len(expected))
-    for (kind, rid), ours in expected.items():
-        copies = by_mark.get(f"urn:carepath:{kind}/{rid}", [])
-        assert len(copies) == 1, f"{kind}/{rid} is on the server {len(copies)} times"
-        latest = copies[0][-1]
-        assert latest["meta"]["source"].endswith(f"/_history/{ours['meta']['versionId']}")
-        assert latest["identifier"] == ours["identifier"]
-        assert latest["status"] == ours["status"]
-    provenance = [
-        h[-1] for key, h in server_state["resources"].items() if key.startswith("Provenance/")
-    ]
-    targets = [p["target"][0]["reference"] for p in provenance]
-    assert len(targets) == len(set(targets)), "a Provenance was written twice"
-    written = {
-        f"{k}/{h['id']}/_history/{h['meta']['versionId']}"
-        for k in WRITTEN
-        for hs in remote
-        for h in hs
-        if h["resourceType"] == k
-    }
-    assert set(targets) <= written
-    for history in remote:
-        last = history[-1]
-        assert (
-            f"{last['resourceType']}/{last['id']}/_history/{last['meta']['versionId']}" in targets
-        )
+async def assert_each_arrived_once(server_state: dict[str, Any], engine: AsyncEngine,
+                                   ehr_inputs: bool = False) -> Report:
+    """Every output once on the server at its newest version, the Device once, every reference
+    among them resolvable there, one correct Provenance per version written (see medplum.check)."""
+    report = check(server_state, await our_outputs(engine), ehr_inputs=ehr_inputs)
+    assert not report.problems(), report.problems()
+    assert report.on_server == report.expected
+    return report

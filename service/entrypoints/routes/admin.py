@@ -38,7 +38,8 @@ async def list_outbox(
     kind: Literal["fhir", "webhook"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    """Pending, failed and delivered counts, and the most recent items (newest first)."""
+    """Pending, failed and delivered counts, the age of the oldest undelivered row, and the most
+    recent items (newest first)."""
     return await outbox.summary(services.engine, kind=kind, status=status, limit=limit)
 
 
