@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
@@ -76,13 +77,15 @@ def test_unreadable_files_are_skipped_and_the_rest_still_evaluated(
 
 def test_each_rejected_input_is_named_with_its_reason_and_fails_the_replay(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only what R4 forbids is rejected (an unusable value is a warning, spec 2a.12)."""
     scenario = FIXTURES / "20-odi-raw-score"
-    for name in ("step-1.bundle.json", "rejected.odi-unflagged.json"):
-        (tmp_path / name).write_bytes((scenario / name).read_bytes())
+    (tmp_path / "step-1.bundle.json").write_bytes((scenario / "step-1.bundle.json").read_bytes())
+    bad = json.loads((scenario / "rejected.odi-unflagged.json").read_bytes())
+    bad["status"] = "finished"  # not in the required observation-status value set
+    (tmp_path / "bad-status.json").write_text(json.dumps(bad))
     assert main(["replay", str(tmp_path), "--at", AT]) == 1
     captured = capsys.readouterr()
-    assert ("rejected Observation/20-odi-unflagged (rejected.odi-unflagged.json): "
-            "Observation.valueQuantity: odi: valueQuantity: unit is missing") in captured.err
+    assert "rejected Observation/20-odi-unflagged (bad-status.json): Observation.status" in captured.err
     assert "rejected inputs: 1; unreadable files: 0" in captured.out
     assert main(["replay", str(tmp_path), "--at", AT, "--allow-rejected"]) == 0
 
