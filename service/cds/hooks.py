@@ -7,6 +7,7 @@ from typing import Any
 
 from service.bootstrap import Services
 from service.cds import prefetch
+from service.cds.relevance import usable
 from service.cds.cards import order_cards, patient_view_cards
 from service.cds.models import CardsOut, DiscoveryOut, HookRequestIn, ServiceOut
 from service.errors import MalformedBody, NotFound, PreconditionFailed
@@ -68,9 +69,11 @@ async def gather(services: Services, request: HookRequestIn) -> Inputs:
                                            prefetch.render(prefetch.TEMPLATES[key], context))
     inputs = Inputs()
     patient_id = request.context.patientId
+    concepts = [p.concepts for p in services.pathways.values()]
     for key in prefetch.TEMPLATES:
         for i, resource in enumerate(prefetch.resources_of(values.get(key))):
-            _admit(services, inputs, resource, f"prefetch.{key}[{i}]", patient_id)
+            if usable(resource, concepts):
+                _admit(services, inputs, resource, f"prefetch.{key}[{i}]", patient_id)
     return inputs
 
 
