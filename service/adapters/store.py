@@ -3,7 +3,7 @@ covers everything it does (inputs, outputs, evaluation record, outbox rows, audi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,11 @@ def _dumps(value: Any) -> str:
 def _without_bookkeeping(resource: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
     return {**{k: v for k, v in resource.items() if k != "meta"}, "meta": meta}
+
+
+def _version(stored: dict[str, Any]) -> int:
+    """The versionId the store wrote into a stored resource's meta."""
+    return int((stored.get("meta") or {}).get("versionId") or 0)
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -83,6 +88,53 @@ class Store:
             await self.conn.execute(sa.update(t.resources).where(
                 t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))
         return Stored(stored, version, created=existing is None, changed=True)
+
+    async def put_many(self, items: Sequence[tuple[dict[str, Any], str | None]], *, origin: str,
+                       now: datetime, known: Mapping[tuple[str, str], dict[str, Any]] | None = None
+                       ) -> list[Stored]:
+        """`put` for many (resource, patient id) pairs in a constant number of statements: one
+        SELECT of what exists (only of what is not in `known`, the stored contents the caller has
+        already read, keyed by (type, id)), one multi-row INSERT, one executemany UPDATE. Items are
+        applied in order: a resource given twice gets two versions, as two `put` calls give it."""
+        keys = list(dict.fromkeys((r["resourceType"], r["id"]) for r, _ in items))
+        current = dict(known or {})
+        missing = [key for key in keys if key not in current]
+        if missing:
+            current.update(await self._contents(missing))
+        fresh = {key for key in keys if key not in current}
+        results, rows = [], {}
+        for resource, patient_id in items:
+            key = (resource["resourceType"], resource["id"])
+            existing = current.get(key)
+            if existing is not None and same_content(existing, resource):
+                results.append(Stored(existing, _version(existing), created=False, changed=False))
+                continue
+            version = _version(existing) + 1 if existing is not None else 1
+            meta = dict(resource.get("meta") or {})
+            meta.update(versionId=str(version), lastUpdated=format_instant(now))
+            stored = current[key] = {**resource, "meta": meta}
+            rows[key] = {"patient_id": patient_id, "version_id": version, "last_updated": now,
+                         "origin": origin, "content": _dumps(stored)}
+            results.append(Stored(stored, version, created=existing is None, changed=True))
+        inserts = [{"resource_type": k[0], "id": k[1], **v} for k, v in rows.items() if k in fresh]
+        updates = [{"k_type": k[0], "k_id": k[1], **v} for k, v in rows.items() if k not in fresh]
+        if inserts:
+            await self.conn.execute(sa.insert(t.resources), inserts)
+        if updates:
+            r = t.resources
+            await self.conn.execute(sa.update(r).where(
+                r.c.resource_type == sa.bindparam("k_type"), r.c.id == sa.bindparam("k_id")),
+                updates)
+        return results
+
+    async def _contents(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        r = t.resources
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            rows = await self.conn.execute(sa.select(r.c.resource_type, r.c.id, r.c.content).where(
+                sa.tuple_(r.c.resource_type, r.c.id).in_(keys[start:start + 500])))
+            found.update({(row.resource_type, row.id): orjson.loads(row.content) for row in rows})
+        return found
 
     async def for_patient(self, patient_id: str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
         query = sa.select(t.resources.c.content).where(t.resources.c.patient_id == patient_id)

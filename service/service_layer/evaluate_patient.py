@@ -61,11 +61,12 @@ class PatientEvaluator:
             store = Store(conn)
             await lock_patient(conn, patient_id)
             on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
+            previous = {(r["resourceType"], r["id"]): r for r in on_file}
             event = PatientEvaluated(patient_id, [])
             for pathway in self.pathways:
                 decision = decide(pathway, patient_id, _relevant(on_file), now)
                 event.decisions.append(decision)
-                event.changes += await _persist(store, decision.outputs, on_file, patient_id, now)
+                event.changes += await _persist(store, decision.outputs, previous, patient_id, now)
                 await _record(store, decision, bool(event.changes), actor, now)
             for listener in self.listeners:
                 await listener(store, event, now)
@@ -78,30 +79,26 @@ def _relevant(on_file: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in on_file if r["resourceType"] in INPUT_TYPES]
 
 
-async def _persist(store: Store, outputs: Outputs, on_file: list[dict[str, Any]], patient_id: str,
-                   now: datetime) -> list[Change]:
-    changes: list[Change] = []
-    previous = {(r["resourceType"], r["id"]): r for r in on_file}
+async def _persist(store: Store, outputs: Outputs, previous: dict[tuple[str, str], dict[str, Any]],
+                   patient_id: str, now: datetime) -> list[Change]:
+    """Store the outputs in one batch, against what this evaluation already read (`previous`)."""
     produced = {(r["resourceType"], r["id"]) for r in outputs.resources()}
-
-    async def put(resource: dict[str, Any]) -> None:
-        stored: Stored = await store.put(resource, origin="output", patient_id=patient_id, now=now)
-        if stored.changed:
-            changes.append(Change(stored.resource, stored.version_id, stored.created))
-
-    for resource in outputs.resources():
-        await put(_carry_over(resource, previous.get((resource["resourceType"], resource["id"]))))
+    writes = [_carry_over(r, previous.get((r["resourceType"], r["id"]))) for r in outputs.resources()]
     for sr_id in outputs.withdrawn_ids:
         prior = previous.get(("ServiceRequest", sr_id))
         if prior and prior.get("status") != "revoked":
-            await put({**prior, "status": "revoked", "note": [*prior.get("note", []), {
+            writes.append({**prior, "status": "revoked", "note": [*prior.get("note", []), {
                 "text": "Withdrawn automatically: routine proposal no longer supported by the evidence"}]})
     for (kind, rid), prior in previous.items():
         if kind == "Task" and (kind, rid) not in produced and prior.get("status") not in _CLOSED_TASK \
                 and _ours(prior):
-            await put({**prior, "status": "cancelled",
-                       "statusReason": {"text": "no longer needed on re-evaluation"}})
-    return changes
+            writes.append({**prior, "status": "cancelled",
+                           "statusReason": {"text": "no longer needed on re-evaluation"}})
+    stored: list[Stored] = await store.put_many([(r, patient_id) for r in writes], origin="output",
+                                                now=now, known=previous)
+    for s in stored:  # what this evaluation wrote is what the next pathway sees as on file
+        previous[(s.resource["resourceType"], s.resource["id"])] = s.resource
+    return [Change(s.resource, s.version_id, s.created) for s in stored if s.changed]
 
 
 def _ours(resource: dict[str, Any]) -> bool:
