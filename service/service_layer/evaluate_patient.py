@@ -7,6 +7,7 @@ escalations and to never duplicate a request.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,20 @@ class ChangeListener(Protocol):
     async def __call__(self, store: Store, event: PatientEvaluated, now: datetime) -> None: ...
 
 
+class _Patient:
+    """In-process coordination of one patient's evaluations (see `PatientEvaluator.evaluate`)."""
+
+    def __init__(self) -> None:
+        self.running = asyncio.Lock()
+        self.next: asyncio.Future[PatientEvaluated] | None = None  # the run new callers join
+
+
+def _retrieved(run: asyncio.Future[PatientEvaluated]) -> None:
+    """Callers re-raise a run's failure; this only keeps asyncio from reporting it again."""
+    if not run.cancelled():
+        run.exception()
+
+
 class PatientEvaluator:
     def __init__(self, engine: AsyncEngine, pathways: Sequence[Pathway], clock: Clock,
                  listeners: Sequence[ChangeListener] = ()) -> None:
@@ -54,8 +69,33 @@ class PatientEvaluator:
         self.pathways = list(pathways)
         self.clock = clock
         self.listeners: list[ChangeListener] = list(listeners)
+        self._patients: dict[str, _Patient] = {}
 
     async def evaluate(self, patient_id: str, *, actor: str = "carepath") -> PatientEvaluated:
+        """An evaluation of everything on file that starts after this call.
+
+        Concurrent callers for one patient share evaluations: while one runs, every caller that
+        arrives waits for the next one (which starts after the running one ends, so it reads their
+        data), and that next one runs once for all of them. Twenty writers for one patient thus
+        cost about two evaluations each, not twenty; the audit row names the caller that started
+        it. A run is a task of its own: a caller that goes away does not cancel it for the others.
+        """
+        patient = self._patients.setdefault(patient_id, _Patient())
+        if patient.next is None:
+            patient.next = asyncio.ensure_future(self._run(patient_id, patient, actor))
+            patient.next.add_done_callback(_retrieved)
+        return await asyncio.shield(patient.next)
+
+    async def _run(self, patient_id: str, patient: _Patient, actor: str) -> PatientEvaluated:
+        try:
+            async with patient.running:
+                patient.next = None  # whoever calls from now on needs a run after this read
+                return await self._evaluate(patient_id, actor)
+        finally:
+            if patient.next is None and not patient.running.locked():
+                self._patients.pop(patient_id, None)
+
+    async def _evaluate(self, patient_id: str, actor: str) -> PatientEvaluated:
         now = self.clock()
         async with self.engine.begin() as conn:
             store = Store(conn)
