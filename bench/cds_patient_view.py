@@ -32,7 +32,8 @@ class Ehr:
 
     def __init__(self, directory: Path) -> None:
         self.key = ec.generate_private_key(ec.SECP384R1())
-        jwk = {**jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True), "kid": "bench"}
+        public = jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        jwk = {**public, "kid": "bench"}
         self.jwks = directory / "jwks.json"
         self.jwks.write_text(json.dumps({"keys": [jwk]}))
 

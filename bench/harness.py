@@ -189,7 +189,8 @@ class Baseline:
         cpu, wall = time.process_time(), time.perf_counter()
         for body in bodies:
             Observation.model_validate(orjson.loads(body))
-        cpu, wall = (time.process_time() - cpu) / len(bodies), (time.perf_counter() - wall) / len(bodies)
+        cpu = (time.process_time() - cpu) / len(bodies)
+        wall = (time.perf_counter() - wall) / len(bodies)
         self.cpu.append(cpu)
         self.wall.append(wall)
         return cpu, wall
