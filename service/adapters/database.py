@@ -53,7 +53,7 @@ class SqliteEngine(AsyncEngine):
         writer = _writers.setdefault(self.sync_engine, _Writer())
         task = asyncio.current_task()
         if task is not None and writer.holder is task:
-            raise RuntimeError("nested write transaction: this task already holds the SQLite writer")
+            raise RuntimeError("nested write transaction: this task already holds the writer")
         async with writer.lock:
             writer.holder = task
             try:
@@ -63,6 +63,14 @@ class SqliteEngine(AsyncEngine):
                         yield conn
             finally:
                 writer.holder = None
+
+
+def holds_writer(engine: AsyncEngine) -> bool:
+    """Whether the current task is inside a SQLite write transaction of this engine (work it
+    hands to another task and awaits would wait for that transaction forever)."""
+    writer = _writers.get(engine.sync_engine)
+    task = asyncio.current_task()
+    return writer is not None and task is not None and writer.holder is task
 
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters.database import lock_patient
+from service.adapters.database import holds_writer, lock_patient
 from service.adapters.store import Store, Stored
 from service.fhir.denormalize import Outputs
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES
@@ -80,6 +80,8 @@ class PatientEvaluator:
         cost about two evaluations each, not twenty; the audit row names the caller that started
         it. A run is a task of its own: a caller that goes away does not cancel it for the others.
         """
+        if holds_writer(self.engine):
+            raise RuntimeError("evaluate() called inside a write transaction: commit first")
         patient = self._patients.setdefault(patient_id, _Patient())
         if patient.next is None:
             patient.next = asyncio.ensure_future(self._run(patient_id, patient, actor))
@@ -123,7 +125,8 @@ async def _persist(store: Store, outputs: Outputs, previous: dict[tuple[str, str
                    patient_id: str, now: datetime) -> list[Change]:
     """Store the outputs in one batch, against what this evaluation already read (`previous`)."""
     produced = {(r["resourceType"], r["id"]) for r in outputs.resources()}
-    writes = [_carry_over(r, previous.get((r["resourceType"], r["id"]))) for r in outputs.resources()]
+    writes = [_carry_over(r, previous.get((r["resourceType"], r["id"])))
+              for r in outputs.resources()]
     for sr_id in outputs.withdrawn_ids:
         prior = previous.get(("ServiceRequest", sr_id))
         if prior and prior.get("status") != "revoked":

@@ -46,7 +46,8 @@ async def test_an_open_read_does_not_block_a_write_on_sqlite(client_for, sqlite_
     assert applied.status_code == 200
 
 
-async def test_concurrent_writers_queue_and_a_nested_write_fails_fast(client_for, sqlite_url) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_writers_queue_and_a_nested_write_fails_fast(
+        client_for, sqlite_url) -> None:  # type: ignore[no-untyped-def]
     services = services_of((await client_for(make_settings(sqlite_url))).app)
     order: list[int] = []
 
@@ -66,6 +67,9 @@ async def test_concurrent_writers_queue_and_a_nested_write_fails_fast(client_for
     with pytest.raises(RuntimeError, match="nested write transaction"):
         async with services.engine.begin(), services.engine.begin():
             pass
+    with pytest.raises(RuntimeError, match="inside a write transaction"):
+        async with services.engine.begin():
+            await services.evaluator.evaluate("p1")
 
 
 async def test_concurrent_posts_for_one_patient_share_evaluations_and_lose_nothing(
