@@ -1,8 +1,9 @@
-"""`python -m bench.cds_patient_view`: CDS Hooks patient-view latency with a realistic prefetch.
+"""CDS Hooks patient-view with a realistic prefetch, sequentially or from concurrent clients.
 
-The whole HTTP path over ASGI: ES384 JWT verification (JWKS file) with the jti replay insert, request
-parsing, validation of every prefetched resource, the pathway evaluation and the cards. 200
-Observations, one Condition, the Patient; p50/p99 over `RUNS` calls after a warm-up.
+The whole HTTP path: ES384 JWT verification (JWKS file) with the jti replay insert, request
+parsing, validation of the prefetched resources the pathway can use, the pathway evaluation and the
+cards. 200 Observations, one Condition, the Patient. `python -m bench` reports it; this module can
+also be run alone: `python -m bench.cds_patient_view [runs]` (in-process, SQLite).
 """
 
 from __future__ import annotations
@@ -16,30 +17,44 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench import data
-from bench.harness import median, percentile
-from service.config import Settings
-from service.entrypoints.app import create_app
+from bench.harness import ISSUER, Target, database, in_process, median, percentile
 from service.observability.logs import configure_logging
 
-ISSUER = "https://ehr.bench"
-BASE = "http://bench"
 SERVICE = "/cds-services/carepath-patient-view"
-RUNS = 300
+
+
+class Ehr:
+    """The EHR's signing key and its JWKS file, as Carepath is configured to trust it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.key = ec.generate_private_key(ec.SECP384R1())
+        public = jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        jwk = {**public, "kid": "bench"}
+        self.jwks = directory / "jwks.json"
+        self.jwks.write_text(json.dumps({"keys": [jwk]}))
+
+    def token(self, audience: str) -> str:
+        now = int(time.time())
+        return jwt.encode({"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 600,
+                           "jti": str(uuid.uuid4())}, self.key, algorithm="ES384",
+                          headers={"kid": "bench", "typ": "JWT"})
 
 
 def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+    return {"resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": r} for r in resources]}
 
 
-def request_body(observations: int = 200) -> bytes:
-    patient = "bench-cds"
+def request_body(patient: str, observations: int = 200, variant: int = 0) -> bytes:
+    """A patient-view request; each `variant` has different Observation contents (a cold cache)."""
+    obs = [{**data.observation(patient, n), "id": f"{patient}-v{variant}-{n}"}
+           for n in range(observations)]
     prefetch = {"patient": {"resourceType": "Patient", "id": patient, "birthDate": "1980-01-01"},
-                "observations": _searchset([data.observation(patient, n) for n in range(observations)]),
+                "observations": _searchset(obs),
                 "conditions": _searchset([data.condition(patient)]),
                 "procedures": _searchset([])}
     return json.dumps({"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
@@ -47,45 +62,57 @@ def request_body(observations: int = 200) -> bytes:
                        "prefetch": prefetch}).encode()
 
 
-async def run(runs: int = RUNS) -> tuple[float, float, int]:
-    """p50 and p99 seconds and the number of cards of the last answer."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    jwk = {**jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "bench"}
+async def call(target: Target, ehr: Ehr, body: bytes) -> bool:
+    """One patient-view call; whether it answered 200 with a card."""
+    response = await target.client.post(SERVICE, content=body, headers={
+        "Authorization": f"Bearer {ehr.token(target.base_url + SERVICE)}",
+        "Content-Type": "application/json"})
+    return response.status_code == 200 and len(response.json()["cards"]) > 0
+
+
+async def latencies(target: Target, ehr: Ehr, clients: int, calls: int, *, cold: bool = False,
+                    warmup: int = 5) -> tuple[list[float], float, int]:
+    """Wall seconds of each call (after `warmup` calls per client), server CPU per call, and how
+    many calls failed. Each client views its own patient; with `cold`, every call sends new
+    contents."""
+    out: list[float] = []
+    failed = 0
+
+    async def client(c: int) -> None:
+        patient = f"cds-{c}"
+        warm = request_body(patient)
+        for _ in range(warmup):
+            await call(target, ehr, warm)
+        bodies = [request_body(patient, variant=i + 1) for i in range(calls)] if cold else None
+        await ready.wait()  # every client warmed up: start together
+        nonlocal failed
+        for i in range(calls):
+            started = time.perf_counter()
+            failed += not await call(target, ehr, bodies[i] if bodies else warm)
+            out.append(time.perf_counter() - started)
+
+    ready = asyncio.Barrier(clients + 1)
+    tasks = [asyncio.create_task(client(c)) for c in range(clients)]
+    await ready.wait()
+    cpu = target.cpu()
+    await asyncio.gather(*tasks)
+    return out, (target.cpu() - cpu) / len(out), failed
+
+
+async def run(runs: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        jwks = Path(tmp) / "jwks.json"
-        jwks.write_text(json.dumps({"keys": [jwk]}))
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", fixed_now=data.AS_OF,
-                            run_worker=False, log_level="WARNING", cds_allowed_issuers=[ISSUER],
-                            cds_jwks_file=jwks)
-        app = create_app(settings)
-        body = request_body()
-        now = int(time.time())
-        tokens = [jwt.encode({"iss": ISSUER, "aud": BASE + SERVICE, "iat": now, "exp": now + 600,
-                              "jti": str(uuid.uuid4())}, key, algorithm="ES384",
-                             headers={"kid": "bench", "typ": "JWT"}) for _ in range(runs + 20)]
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
-            out: list[float] = []
-            cards = 0
-            for i, token in enumerate(tokens):
-                started = time.perf_counter()
-                response = await client.post(SERVICE, content=body, headers={
-                    "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    raise SystemExit(f"patient-view failed: {response.status_code} {response.text}")
-                cards = len(response.json()["cards"])
-                if i >= 20:
-                    out.append(elapsed)
-    return median(out), percentile(out, 0.99), cards
+        ehr = Ehr(Path(tmp))
+        async with database("SQLite", Path(tmp), "cds") as url, in_process(url, ehr.jwks) as target:
+            spent, _, _ = await latencies(target, ehr, 1, runs)
+    return median(spent), percentile(spent, 0.99)
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else RUNS
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     configure_logging("WARNING")
-    p50, p99, cards = asyncio.run(run(runs))
+    p50, p99 = asyncio.run(run(runs))
     print(f"CDS patient-view, 200 Observations prefetched, {runs} calls: "
-          f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({cards} card)")
+          f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

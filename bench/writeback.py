@@ -19,6 +19,7 @@ import httpx
 from service.config import Settings
 from service.entrypoints.app import create_app
 from service.entrypoints.worker import build_worker
+from service.observability.logs import configure_logging
 from tests.writeback.medplum import Medplum, medplum_server
 from tests.writeback.support import (
     assert_each_arrived_once,
@@ -37,6 +38,7 @@ async def one_run(
         api_tokens=["bench"],
         fhir_server_url=fhir_url,
         run_worker=False,
+        log_level="WARNING",
         outbox_backoff_seconds=0.01,
         outbox_backoff_max_seconds=0.5,
     )
@@ -62,6 +64,7 @@ async def one_run(
 
 
 async def main(patients: int) -> None:
+    configure_logging("WARNING")  # one line per delivery at INFO would bury the results
     print(f"write-back benchmark: {patients} patients, SQLite, Medplum's FHIR router on loopback")
     with medplum_server() as medplum:
         for workers, fail_ratio in ((1, 0.0), (2, 0.0), (1, 0.5), (2, 0.5)):

@@ -2,33 +2,87 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 7_242_001  # pg advisory lock id: replicas starting together migrate one at a time
+_WRITING = "carepath_writing"  # connection execution option set by SqliteEngine.begin()
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+class _Writer:
+    """The one in-process path to SQLite's write lock: writers queue here in arrival order (an
+    asyncio lock) instead of polling the file lock with the busy handler's growing sleeps."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.holder: asyncio.Task[Any] | None = None
+
+
+_writers: weakref.WeakKeyDictionary[Engine, _Writer] = weakref.WeakKeyDictionary()
+
+
+class SqliteEngine(AsyncEngine):
+    """SQLite in WAL mode with one writer path and reads that never wait for it.
+
+    `begin()` (every write in this code base) queues for the in-process writer, then starts with
+    BEGIN IMMEDIATE, so two writers never race to upgrade a read lock. `connect()` (every read:
+    `$apply`, searches, CDS) runs a deferred transaction on a WAL snapshot: it takes no write lock
+    and does not wait for a writer, nor a writer for it. Several processes on one file still
+    serialise on SQLite's own lock (busy timeout).
+    """
+
+    __slots__ = ()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        writer = _writers.setdefault(self.sync_engine, _Writer())
+        task = asyncio.current_task()
+        if task is not None and writer.holder is task:
+            raise RuntimeError("nested write transaction: this task already holds the writer")
+        async with writer.lock:
+            writer.holder = task
+            try:
+                async with self.connect() as conn:
+                    await conn.execution_options(**{_WRITING: True})
+                    async with conn.begin():
+                        yield conn
+            finally:
+                writer.holder = None
+
+
+def holds_writer(engine: AsyncEngine) -> bool:
+    """Whether the current task is inside a SQLite write transaction of this engine (work it
+    hands to another task and awaits would wait for that transaction forever)."""
+    writer = _writers.get(engine.sync_engine)
+    task = asyncio.current_task()
+    return writer is not None and task is not None and writer.holder is task
+
+
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     """Statement parameters (patient ids, resources) never appear in errors or logs
-    (`hide_parameters`). SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE (one writer, no
-    upgrade deadlocks)."""
+    (`hide_parameters`). SQLite: WAL, a busy timeout, one writer path and lock-free reads (see
+    `SqliteEngine`); PostgreSQL: a connection pool."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True,
-                                     **options)
+        engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30},
+                                                  hide_parameters=True, **options).sync_engine)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +95,8 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            writing = connection.get_execution_options().get(_WRITING)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
@@ -69,8 +124,10 @@ async def lock_patient(conn: AsyncConnection, patient_id: str) -> None:
 
 
 async def lock_keys(conn: AsyncConnection, keys: list[str]) -> None:
-    """Transaction-scoped PostgreSQL advisory locks, taken in sorted order (no deadlocks)."""
-    if conn.dialect.name == "postgresql":
-        for key in sorted(set(keys)):
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))"),
-                               {"p": key})
+    """Transaction-scoped PostgreSQL advisory locks, taken in sorted order (no deadlocks), in one
+    statement however many keys there are."""
+    if conn.dialect.name == "postgresql" and keys:
+        await conn.execute(text(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM "
+            "(SELECT DISTINCT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"),
+            {"keys": list(keys)})

@@ -3,7 +3,7 @@ covers everything it does (inputs, outputs, evaluation record, outbox rows, audi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,6 +52,15 @@ def _dumps(value: Any) -> str:
 def _without_bookkeeping(resource: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
     return {**{k: v for k, v in resource.items() if k != "meta"}, "meta": meta}
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> Iterable[list[dict[str, Any]]]:
+    return (rows[start:start + size] for start in range(0, len(rows), size))
+
+
+def _version(stored: dict[str, Any]) -> int:
+    """The versionId the store wrote into a stored resource's meta."""
+    return int((stored.get("meta") or {}).get("versionId") or 0)
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -139,6 +148,98 @@ class Store:
         return int(total or 0), [HistoryEntry(r.resource_type, r.id, r.version_id, r.last_updated, r.method,
                                               orjson.loads(r.content) if r.content is not None else None)
                                  for r in rows]
+
+    async def put_many(self, items: Sequence[tuple[dict[str, Any], str | None]], *, origin: str,
+                       now: datetime, known: Mapping[tuple[str, str], dict[str, Any]] | None = None
+                       ) -> list[Stored]:
+        """`put` for many (resource, patient id) pairs in a constant number of statements: one
+        SELECT of what exists (only of what is not in `known`, the stored contents the caller has
+        already read, keyed by (type, id)), one SELECT of the last versions of what is new (history
+        goes on after a deletion), one multi-row INSERT, one executemany UPDATE and one multi-row
+        INSERT into the history. Items are applied in order: a resource given twice gets two
+        versions, as two `put` calls give it. A new resource that another transaction created
+        meanwhile is handed to `put`, which treats it as the re-post it is."""
+        keys = list(dict.fromkeys((r["resourceType"], r["id"]) for r, _ in items))
+        current: dict[tuple[str, str], dict[str, Any]] = dict(known or {})
+        patients: dict[tuple[str, str], str | None] = {
+            (r["resourceType"], r["id"]): p for r, p in items if (r["resourceType"], r["id"]) in current}
+        missing = [key for key in keys if key not in current]
+        if missing:
+            for key, (content, patient) in (await self._contents(missing)).items():
+                current[key], patients[key] = content, patient
+        fresh = {key for key in keys if key not in current}
+        last = await self._last_versions([k for k in keys if k in fresh]) if fresh else {}
+        results: list[Stored] = []
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
+        for resource, patient_id in items:
+            key = (resource["resourceType"], resource["id"])
+            existing = current.get(key)
+            if existing is not None and same_content(existing, resource):
+                results.append(Stored(existing, _version(existing), created=False, changed=False,
+                                      patient_id=patients.get(key), previous_patient=patients.get(key)))
+                continue
+            version = _version(existing) + 1 if existing is not None else last.get(key, 0) + 1
+            meta = dict(resource.get("meta") or {})
+            meta.update(versionId=str(version), lastUpdated=format_instant(now))
+            stored = current[key] = {**resource, "meta": meta}
+            content = _dumps(stored)
+            rows[key] = {"patient_id": patient_id, "version_id": version, "last_updated": now,
+                         "origin": origin, "content": content}
+            history.append({"resource_type": key[0], "id": key[1], "version_id": version,
+                            "last_updated": now, "method": "PUT" if existing is not None else "POST",
+                            "content": content})
+            results.append(Stored(stored, version, created=existing is None, changed=True,
+                                  patient_id=patient_id, previous_patient=patients.get(key)))
+            patients[key] = patient_id
+        inserts = [{"resource_type": k[0], "id": k[1], **v} for k, v in rows.items() if k in fresh]
+        updates = [{"k_type": k[0], "k_id": k[1], **v} for k, v in rows.items() if k not in fresh]
+        if inserts:
+            r = t.resources
+            created: set[tuple[str, str]] = set()
+            for chunk in _chunks(inserts):  # SQLite binds at most 32,766 values per statement
+                created |= {(row.resource_type, row.id) for row in await self.conn.execute(
+                    self._insert(r).values(chunk).on_conflict_do_nothing().returning(
+                        r.c.resource_type, r.c.id))}
+            raced = {(i["resource_type"], i["id"]) for i in inserts} - created
+            if raced:  # created by another transaction since we looked: `put` re-reads each one
+                history = [h for h in history if (h["resource_type"], h["id"]) not in raced]
+                for n, ((resource, patient_id), result) in enumerate(zip(items, results, strict=True)):
+                    if (resource["resourceType"], resource["id"]) in raced and result.changed:
+                        results[n] = await self.put(resource, origin=origin, patient_id=patient_id,
+                                                    now=now)
+        if updates:
+            r = t.resources
+            await self.conn.execute(sa.update(r).where(
+                r.c.resource_type == sa.bindparam("k_type"), r.c.id == sa.bindparam("k_id")),
+                updates)
+        for chunk in _chunks(history):
+            await self.conn.execute(sa.insert(t.resource_history).values(chunk))
+        return results
+
+    async def _contents(self, keys: list[tuple[str, str]]
+                        ) -> dict[tuple[str, str], tuple[dict[str, Any], str | None]]:
+        r = t.resources
+        found: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
+        for start in range(0, len(keys), 500):
+            rows = await self.conn.execute(
+                sa.select(r.c.resource_type, r.c.id, r.c.content, r.c.patient_id).where(
+                    sa.tuple_(r.c.resource_type, r.c.id).in_(keys[start:start + 500])))
+            found.update({(row.resource_type, row.id): (orjson.loads(row.content), row.patient_id)
+                          for row in rows})
+        return found
+
+    async def _last_versions(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The highest version each (type, id) reached before, deletions included (none: absent)."""
+        h = t.resource_history
+        found: dict[tuple[str, str], int] = {}
+        for start in range(0, len(keys), 500):
+            rows = await self.conn.execute(
+                sa.select(h.c.resource_type, h.c.id, sa.func.max(h.c.version_id)).where(
+                    sa.tuple_(h.c.resource_type, h.c.id).in_(keys[start:start + 500]))
+                .group_by(h.c.resource_type, h.c.id))
+            found.update({(row[0], row[1]): int(row[2]) for row in rows})
+        return found
 
     async def for_patient(self, patient_id: str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
         query = sa.select(t.resources.c.content).where(t.resources.c.patient_id == patient_id)

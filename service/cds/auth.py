@@ -25,6 +25,7 @@ ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "ES512", "RS256", "RS512", "P
 _JKU_TTL = 300.0
 _LEEWAY = 30
 MAX_LIFETIME = 3600  # seconds; CDS Hooks asks for 5 minutes, so an hour is generous
+_PURGE_EVERY = 60.0
 
 
 class JwtVerifier:
@@ -39,6 +40,7 @@ class JwtVerifier:
         self.allowed_jku = set(allowed_jku)
         self._jku_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._file_cache: tuple[float, dict[str, Any]] | None = None
+        self._purge_after = 0.0
 
     async def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """The verified claims, or Unauthorized naming what is wrong."""
@@ -124,7 +126,9 @@ class JwtVerifier:
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         digest = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
         async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(jwt_replay).where(jwt_replay.c.expires_at < now))
+            if time.monotonic() >= self._purge_after:  # expired rows go once a minute, not per call
+                await conn.execute(sa.delete(jwt_replay).where(jwt_replay.c.expires_at < now))
+                self._purge_after = time.monotonic() + _PURGE_EVERY
             result = await conn.execute(insert(jwt_replay).values(
                 jti=digest, issuer=issuer[:500],
                 expires_at=datetime.fromtimestamp(exp + _LEEWAY, UTC)).on_conflict_do_nothing())

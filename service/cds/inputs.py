@@ -15,6 +15,7 @@ from typing import Any
 from service.adapters.store import Store
 from service.bootstrap import Services
 from service.cds import prefetch
+from service.cds.relevance import usable
 from service.cds.draft_orders import DraftOrder, read_draft_orders
 from service.cds.models import HookRequestIn
 from service.errors import MalformedBody, PreconditionFailed
@@ -60,10 +61,13 @@ async def gather(services: Services, request: HookRequestIn) -> Inputs:
             raise PreconditionFailed(
                 f"prefetch {', '.join(missing)} missing, no fhirServer to fetch it from, and Carepath "
                 "holds no data for this patient")
+    concepts = [p.concepts for p in services.pathways.values()]
     for key in prefetch.TEMPLATES:
         for i, resource in enumerate(prefetch.resources_of(values.get(key))):
             if isinstance(resource, dict) and resource.get("resourceType") not in INPUT_TYPES:
                 continue  # a type this pathway version does not read (yet): not evidence
+            if not usable(resource, concepts):
+                continue  # coded outside every pathway concept: validating it changes nothing
             _admit(services, inputs, resource, f"prefetch.{key}[{i}]", patient_id)
     return inputs
 

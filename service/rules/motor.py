@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -47,20 +49,50 @@ def standing_drops(series: list[Measurement], p: ProgressionParams) -> list[Drop
     Spec R4 (i)/(ii): a drop of >= `immediate_drop` grades, or a new deficit in a muscle previously
     graded 5, fires at once; a 1-grade drop needs a second exam >= `confirm_after` later that is not
     better (guards against one noisy exam).
+
+    `series` is in clinical-time order. O(n log n): the best earlier grade within the window is a
+    sliding-window maximum, and the confirming exam is found by bisection and a range minimum.
     """
     if not series:
         return []
     latest = series[-1]
+    times = [exam.time for exam in series]
+    lowest = _RangeMin([exam.value for exam in series])
+    window: deque[int] = deque()  # indices of earlier exams, best grade (then latest time) first
     drops = []
     for i, exam in enumerate(series):
-        prior = [q for q in series[:i] if exam.time - q.time <= p.window]
-        if not prior:
-            continue
-        best = max(prior, key=lambda q: (q.value, q.time))
-        if best.value - exam.value < 1 or latest.value > exam.value:
-            continue
-        immediate = best.value - exam.value >= p.immediate_drop or best.value == 5
-        confirm = next((c for c in series[i + 1:]
-                        if c.time - exam.time >= p.confirm_after and c.value <= exam.value), None)
-        drops.append(Drop(best, exam, confirm, immediate))
+        while window and exam.time - series[window[0]].time > p.window:
+            window.popleft()
+        if window:
+            best = series[window[0]]
+            if best.value - exam.value >= 1 and latest.value <= exam.value:
+                immediate = best.value - exam.value >= p.immediate_drop or best.value == 5
+                start = max(i + 1, bisect_left(times, exam.time + p.confirm_after))
+                at = lowest.first_at_or_below(start, exam.value)
+                drops.append(Drop(best, exam, series[at] if at is not None else None, immediate))
+        key = (exam.value, exam.time)
+        while window and (series[window[-1]].value, series[window[-1]].time) < key:
+            window.pop()
+        window.append(i)
     return drops
+
+
+class _RangeMin:
+    """The first index at or after `start` whose value is <= a bound, in O(log n) (sparse table)."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.levels = [values]
+        width = 1
+        while 2 * width <= len(values):
+            below = self.levels[-1]
+            self.levels.append([min(below[j], below[j + width]) for j in range(len(below) - width)])
+            width *= 2
+
+    def first_at_or_below(self, start: int, bound: float) -> int | None:
+        n = len(self.levels[0])
+        position = start
+        for level in range(len(self.levels) - 1, -1, -1):
+            # skip a block of 2**level values when none of them is <= bound
+            while position + (1 << level) <= n and self.levels[level][position] > bound:
+                position += 1 << level
+        return position if position < n else None

@@ -57,14 +57,15 @@ def positive_findings(facts: PatientFacts, concept: str) -> list[Finding]:
     Preliminary/unknown positives count (safety first); a later *settled* absent rules an earlier
     positive out, a preliminary negative does not. Same-timestamp conflicts count as present.
     """
-    series = facts.found(concept)
     standing: list[Finding] = []
-    for finding in series:
+    first = 0  # standing[first:] still stands; the series is in time order, so rule-outs cut a prefix
+    for finding in facts.found(concept):
         if finding.present:
             standing.append(finding)
         elif finding.settled:
-            standing = [f for f in standing if f.time >= finding.time]
-    return standing
+            while first < len(standing) and standing[first].time < finding.time:
+                first += 1
+    return standing[first:]
 
 
 @dataclass(frozen=True, slots=True)

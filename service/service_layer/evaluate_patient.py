@@ -7,6 +7,7 @@ escalations and to never duplicate a request.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters import schedule
-from service.adapters.database import lock_patient
+from service.adapters.database import holds_writer, lock_patient
 from service.adapters.store import Store, Stored
 from service.fhir.denormalize import Outputs
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES
@@ -49,6 +50,20 @@ class ChangeListener(Protocol):
     async def __call__(self, store: Store, event: PatientEvaluated, now: datetime) -> None: ...
 
 
+class _Patient:
+    """In-process coordination of one patient's evaluations (see `PatientEvaluator.evaluate`)."""
+
+    def __init__(self) -> None:
+        self.running = asyncio.Lock()
+        self.next: asyncio.Future[PatientEvaluated] | None = None  # the run new callers join
+
+
+def _retrieved(run: asyncio.Future[PatientEvaluated]) -> None:
+    """Callers re-raise a run's failure; this only keeps asyncio from reporting it again."""
+    if not run.cancelled():
+        run.exception()
+
+
 class PatientEvaluator:
     def __init__(self, engine: AsyncEngine, pathways: Sequence[Pathway], clock: Clock,
                  listeners: Sequence[ChangeListener] = ()) -> None:
@@ -56,20 +71,48 @@ class PatientEvaluator:
         self.pathways = list(pathways)
         self.clock = clock
         self.listeners: list[ChangeListener] = list(listeners)
+        self._patients: dict[str, _Patient] = {}
 
     async def evaluate(self, patient_id: str, *, actor: str = "carepath") -> PatientEvaluated:
+        """An evaluation of everything on file that starts after this call.
+
+        Concurrent callers for one patient share evaluations: while one runs, every caller that
+        arrives waits for the next one (which starts after the running one ends, so it reads their
+        data), and that next one runs once for all of them. Twenty writers for one patient thus
+        cost about two evaluations each, not twenty; the audit row names the caller that started
+        it. A run is a task of its own: a caller that goes away does not cancel it for the others.
+        """
+        if holds_writer(self.engine):
+            raise RuntimeError("evaluate() called inside a write transaction: commit first")
+        patient = self._patients.setdefault(patient_id, _Patient())
+        if patient.next is None:
+            patient.next = asyncio.ensure_future(self._run(patient_id, patient, actor))
+            patient.next.add_done_callback(_retrieved)
+        return await asyncio.shield(patient.next)
+
+    async def _run(self, patient_id: str, patient: _Patient, actor: str) -> PatientEvaluated:
+        try:
+            async with patient.running:
+                patient.next = None  # whoever calls from now on needs a run after this read
+                return await self._evaluate(patient_id, actor)
+        finally:
+            if patient.next is None and not patient.running.locked():
+                self._patients.pop(patient_id, None)
+
+    async def _evaluate(self, patient_id: str, actor: str) -> PatientEvaluated:
         now = self.clock()
         async with self.engine.begin() as conn:
             store = Store(conn)
             await lock_patient(conn, patient_id)
             on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
+            previous = {(r["resourceType"], r["id"]): r for r in on_file}
             event = PatientEvaluated(patient_id, [])
             tasks = [r for r in on_file if r["resourceType"] == "Task"]
             upcoming: list[NextChange] = []
             for pathway in self.pathways:
                 decision = decide(pathway, patient_id, _relevant(on_file), now, tasks)
                 event.decisions.append(decision)
-                event.changes += await _persist(store, decision.outputs, on_file, patient_id, now)
+                event.changes += await _persist(store, decision.outputs, previous, patient_id, now)
                 await _record(store, decision, bool(event.changes), actor, now)
                 change = next_change(pathway, decision.facts, decision.evaluation)
                 upcoming += [change] if change else []
@@ -87,30 +130,27 @@ def _relevant(on_file: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in on_file if r["resourceType"] in INPUT_TYPES]
 
 
-async def _persist(store: Store, outputs: Outputs, on_file: list[dict[str, Any]], patient_id: str,
-                   now: datetime) -> list[Change]:
-    changes: list[Change] = []
-    previous = {(r["resourceType"], r["id"]): r for r in on_file}
+async def _persist(store: Store, outputs: Outputs, previous: dict[tuple[str, str], dict[str, Any]],
+                   patient_id: str, now: datetime) -> list[Change]:
+    """Store the outputs in one batch, against what this evaluation already read (`previous`)."""
     produced = {(r["resourceType"], r["id"]) for r in outputs.resources()}
-
-    async def put(resource: dict[str, Any]) -> None:
-        stored: Stored = await store.put(resource, origin="output", patient_id=patient_id, now=now)
-        if stored.changed:
-            changes.append(Change(stored.resource, stored.version_id, stored.created))
-
-    for resource in outputs.resources():
-        await put(_carry_over(resource, previous.get((resource["resourceType"], resource["id"]))))
+    writes = [_carry_over(r, previous.get((r["resourceType"], r["id"])))
+              for r in outputs.resources()]
     for sr_id in outputs.withdrawn_ids:
         prior = previous.get(("ServiceRequest", sr_id))
         if prior and prior.get("status") != "revoked":
-            await put({**prior, "status": "revoked", "note": [*prior.get("note", []), {
+            writes.append({**prior, "status": "revoked", "note": [*prior.get("note", []), {
                 "text": "Withdrawn automatically: routine proposal no longer supported by the evidence"}]})
     for (kind, rid), prior in previous.items():
         if kind == "Task" and (kind, rid) not in produced and prior.get("status") not in _CLOSED_TASK \
                 and _ours(prior):
-            await put({**prior, "status": "cancelled",
-                       "statusReason": {"text": "no longer needed on re-evaluation"}})
-    return changes
+            writes.append({**prior, "status": "cancelled",
+                           "statusReason": {"text": "no longer needed on re-evaluation"}})
+    stored: list[Stored] = await store.put_many([(r, patient_id) for r in writes], origin="output",
+                                                now=now, known=previous)
+    for s in stored:  # what this evaluation wrote is what the next pathway sees as on file
+        previous[(s.resource["resourceType"], s.resource["id"])] = s.resource
+    return [Change(s.resource, s.version_id, s.created) for s in stored if s.changed]
 
 
 def _ours(resource: dict[str, Any]) -> bool:

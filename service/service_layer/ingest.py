@@ -31,6 +31,7 @@ log = logging.getLogger("carepath.ingest")
 
 
 Accepted = Stored  # what ingest returns: the stored version, with its location and ETag
+_APPLY: Any = object()  # placeholder for a resource to be stored, in input order
 
 
 class Ingestor:
@@ -159,16 +160,17 @@ class Ingestor:
             if source:  # one delivery of a resource at a time, so its versions are ordered
                 await lock_keys(conn, [f"receipt|{source}|{r['resourceType']}/{r['id']}"
                                        for r in resources])
+            applied: list[tuple[dict[str, Any], str | None]] = []
             for resource in resources:
                 ignored = await _receipt(store, source, resource, now) if source else None
-                if ignored is not None:
-                    results.append(ignored)
-                    continue
-                patient = subject_id(resource)
-                stored = await store.put(resource, origin="input", patient_id=patient, now=now)
-                results.append(stored)
-                for moved in _touched(stored):
-                    await store.mark_pending(moved, now)
+                results.append(ignored if ignored is not None else _APPLY)
+                if ignored is None:
+                    applied.append((resource, subject_id(resource)))
+            stored_all = iter(await store.put_many(applied, origin="input", now=now))
+            results = [next(stored_all) if r is _APPLY else r for r in results]
+            touched = [p for a in results if isinstance(a, Stored) for p in _touched(a)]
+            for patient in dict.fromkeys(touched):  # one pending row per patient
+                await store.mark_pending(patient, now)
             stored_ones = [a for a in results if isinstance(a, Stored)]
             await store.audit(actor=actor, action="ingest", patient_id=None, now=now, detail={
                 **({"source": source} if source else {}),
