@@ -64,7 +64,8 @@ async def gather(services: Services, request: HookRequestIn) -> Inputs:
     concepts = [p.concepts for p in services.pathways.values()]
     for key in prefetch.TEMPLATES:
         for i, resource in enumerate(prefetch.resources_of(values.get(key))):
-            if isinstance(resource, dict) and resource.get("resourceType") not in INPUT_TYPES:
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
+                    and resource["resourceType"] not in INPUT_TYPES:
                 continue  # a type this pathway version does not read (yet): not evidence
             if not usable(resource, concepts):
                 continue  # coded outside every pathway concept: validating it changes nothing

@@ -22,8 +22,9 @@ _CODED = frozenset({"Observation", "Condition", "Procedure", "DiagnosticReport"}
 
 def usable(resource: Any, indexes: Iterable[ConceptIndex]) -> bool:
     """False only when the resource's codes are readable and none belongs to a pathway concept."""
-    if not isinstance(resource, dict) or resource.get("resourceType") not in _CODED:
-        return True
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str) \
+            or resource["resourceType"] not in _CODED:
+        return True  # validation names what is wrong with it
     try:
         coded = codings(resource.get("code"))
     except (TypeError, AttributeError, KeyError):

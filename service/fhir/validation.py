@@ -295,12 +295,13 @@ class _Walker:
         if type_code == "Coding":
             codings = [item]
         elif type_code == "CodeableConcept":
-            codings = [c for c in item.get("coding") or [] if isinstance(c, dict)]
+            raw = item.get("coding")  # a mistyped `coding` is reported where its type is checked
+            codings = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
             if not codings:
                 return  # text only: R4 allows it when no code applies? (required: a coding SHALL be present)
         else:
             return
-        if not any(c.get("code") in allowed for c in codings):
+        if not any(isinstance(c.get("code"), str) and c.get("code") in allowed for c in codings):
             codes = ", ".join(repr(c.get("code")) for c in codings)
             self.add(where, f"{codes} not in the required value set {binding}", "code-invalid")
 

@@ -12,7 +12,7 @@ from service.adapters.store import HistoryEntry, Store, Stored
 from service.errors import Gone, InvalidResource, NotFound, PreconditionFailed
 from service.fhir.bundles import Entry
 from service.fhir.device import DEVICE_ID, carepath_device
-from service.fhir.ids import content_id
+from service.fhir.ids import content_id, is_fhir_id
 from service.fhir.models import INPUT_TYPES, Issue, known_resource_type
 from service.fhir.outcome import operation_outcome
 from service.fhir.search import (
@@ -59,7 +59,11 @@ class FhirApi:
         return search
 
     async def create(self, resource: dict[str, Any], *, if_none_exist: str | None, actor: str) -> Written:
-        """POST: the server assigns the id (a hash of the content, so a re-post is the same resource)."""
+        """POST: the server assigns the id (a hash of the content, so a re-post is the same resource).
+        A client's id is ignored (R4), but one that is not a valid FHIR id is invalid content."""
+        if "id" in resource and not is_fhir_id(resource["id"]):
+            where = f"{resource.get('resourceType')}.id"
+            raise InvalidResource("id must match [A-Za-z0-9-.]{1,64}", [Issue(where, "not a FHIR id", "value")])
         resource = {**resource, "id": content_id(resource)}
         issues = self.ingestor.check(resource)
         condition = self.parse_condition(resource["resourceType"], if_none_exist, "If-None-Exist")

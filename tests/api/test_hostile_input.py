@@ -141,7 +141,7 @@ async def test_an_unexpected_error_is_an_outcome_500_that_closes_the_connection(
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("secret-value-lrp-77 must not leak")
 
-    monkeypatch.setattr(Store, "search", broken)
+    monkeypatch.setattr(Store, "select", broken)
     response = await client.get("/fhir/CarePlan", params={"subject": "Patient/p1"})
     body = assert_outcome(response, 500, "internal error")
     assert response.headers["connection"] == "close"

@@ -52,8 +52,9 @@ async def test_failed_conservative_care_fires_at_six_weeks_with_nothing_posted(
         assert int(revised["meta"]["versionId"]) > int(careplan["meta"]["versionId"])
         assert "R7" in revised["description"]
         new = (await outbox_rows(client))[len(staged):]
-        written = {key.split(":")[-1].split("/_history")[0]
-                   for kind, key, _ in new if kind == "fhir"}
+        written = {f"{r['resourceType']}/{r['id']}"  # one write-back row per decision
+                   for kind, _, payload in new if kind == "fhir"
+                   for r in payload.get("resources", [])}
         assert f"ServiceRequest/{mri['id']}" in written and f"CarePlan/{revised['id']}" in written
         assert {"careplan.revised", "servicerequest.created"} <= set(webhook_types(new))
         audit = (await client.get("/admin/schedule")).json()["items"]

@@ -13,7 +13,14 @@ from service import __version__
 from service.adapters.store import Stored
 from service.entrypoints.api_docs import errors
 from service.entrypoints.deps import CallerDep, ServicesDep
-from service.entrypoints.http import FhirResponse, negotiate_format, read_json
+from service.entrypoints.http import (
+    FhirResponse,
+    negotiate_format,
+    parse_json,
+    read_body,
+    read_json,
+    require_json_type,
+)
 from service.errors import InvalidResource, MalformedBody, MethodNotAllowed, NotFound
 from service.fhir.bundles import bundle_entries
 from service.fhir.capability import capability_statement
@@ -36,7 +43,7 @@ def _checked_request(request: Request) -> None:
     if kind is not None and not _RESOURCE_TYPE.fullmatch(kind):
         raise NotFound(f"{kind[:64]!r} is not a FHIR resource type")
     if (resource_id := request.path_params.get("resource_id")) is not None:
-        _fhir_id(resource_id, "id")
+        _fhir_id(resource_id, f"{kind}.id" if kind else "id")
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
             raise InvalidResource("a search parameter contains a NUL character",
