@@ -217,6 +217,10 @@ class Store:
             await self.conn.execute(sa.insert(t.resource_history).values(chunk))
         return results
 
+    async def contents(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The stored contents of many (type, id) keys in one statement per 500 keys."""
+        return {key: content for key, (content, _) in (await self._contents(keys)).items()}
+
     async def _contents(self, keys: list[tuple[str, str]]
                         ) -> dict[tuple[str, str], tuple[dict[str, Any], str | None]]:
         r = t.resources

@@ -22,6 +22,7 @@ _WHY = {
     405: "not allowed on this resource type (pathway outputs are read-only); see Allow",
     406: "a format other than FHIR JSON was asked for (_format or Accept)",
     410: "the resource (or this version of it) was deleted",
+    403: "signed in, but not allowed (another patient, a FHIR server not allowed, access refused)",
     412: "precondition failed",
     413: "request body larger than CAREPATH_MAX_BODY_BYTES",
     415: "media type other than FHIR JSON / JSON",
@@ -62,6 +63,14 @@ CDS_JWT = [{"cdsJwt": []}]
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: the error (and 304) statuses it can answer."""
     return {status: {"description": _WHY[status]} for status in statuses}
+
+
+def pages(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a browser route: its errors are HTML pages (parameter errors caught by the
+    framework stay OperationOutcomes)."""
+    return {status: {"description": _WHY[status], "content": {
+        "text/html": {"schema": {"type": "string"}}, FHIR_JSON: {"schema": OUTCOME}}}
+        for status in statuses}
 
 
 def install(app: FastAPI) -> None:

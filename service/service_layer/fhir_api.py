@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from service.adapters.store import HistoryEntry, Store, Stored
-from service.errors import Gone, InvalidResource, NotFound, PreconditionFailed
+from service.errors import Gone, InvalidResource, MethodNotAllowed, NotFound, PreconditionFailed
 from service.fhir.bundles import Entry
 from service.fhir.device import DEVICE_ID, carepath_device
 from service.fhir.ids import content_id, is_fhir_id
@@ -158,6 +158,18 @@ class FhirApi:
         return searchset_bundle(search, matched, included, base, url)
 
     # --- batch and transaction ---------------------------------------------------------------
+    async def _batch_at_once(self, writes: list[tuple[int, Write, list[Issue]]], actor: str
+                             ) -> list[Stored | Removed] | None:
+        """A batch's entries in one commit when none can fail on its own (no DELETE, If-Match or
+        If-None-Exist, nothing refused inside the write); None: answer them one by one."""
+        if len(writes) < 2 or any(op.resource is None or op.if_match or op.if_none_exist
+                                  for _, op, _ in writes):
+            return None
+        try:
+            return await self.ingestor.write([op for _, op, _ in writes], actor=actor)
+        except (PreconditionFailed, InvalidResource, MethodNotAllowed):
+            return None  # rolled back: each entry gets its own answer below
+
     async def bundle(self, kind: str, entries: list[Entry], *, actor: str, base: str) -> dict[str, Any]:
         """A transaction applies every write in one commit or none (any refusal refuses the whole);
         a batch answers each entry on its own. Entries whose type the pathway does not take are
@@ -207,7 +219,11 @@ class FhirApi:
                 answers[i] = _write_answer(Written(result, issues))
                 results.append(result)
         else:
-            for i, op, issues in writes:
+            done = await self._batch_at_once(writes, actor)
+            for (i, _, issues), result in zip(writes, done or [], strict=True):
+                answers[i] = _write_answer(Written(result, issues))
+                results.append(result)
+            for i, op, issues in ([] if done is not None else writes):
                 try:
                     [result] = await self.ingestor.write([op], actor=actor)
                 except (PreconditionFailed, InvalidResource) as exc:

@@ -149,4 +149,4 @@ async def test_api_callers_keep_the_bearer_timeline(app_client: httpx.AsyncClien
 
 async def test_unconfigured_the_app_says_which_settings_to_set(client: httpx.AsyncClient) -> None:
     page = await client.get("/app/launch", params={"iss": "https://ehr.example/fhir"})
-    assert page.status_code == 503 and "CAREPATH_APP_CLIENT_ID" in page.text
+    assert page.status_code == 404 and "CAREPATH_APP_CLIENT_ID" in page.text

@@ -70,7 +70,7 @@ async def test_unusable_prefetch_is_ignored_and_usable_prefetch_still_validated(
     [card] = response.json()["cards"]
     last = len(groups["observations"]) - 1
     # the invalid pain score is named; the invalid heart rate is not the pathway's business
-    assert "**Inputs skipped as invalid** (1): " in card["detail"]
+    assert "*1 record(s) could not be read and were left out: " in card["detail"]
     assert f"prefetch.observations[{last}].status" in card["detail"]
     assert card["summary"] == plain["cards"][0]["summary"]
     assert card["indicator"] == plain["cards"][0]["indicator"]

@@ -148,7 +148,7 @@ async def recover_gaps(services: ServicesDep, caller: CallerDep) -> dict[str, An
     return {"attempted": len(gaps), "open": still_open, "notes": notes}
 
 
-@router.get("/schedule")
+@router.get("/schedule", responses=errors(400, 401))
 async def list_schedule(services: ServicesDep, _: CallerDep,
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     """Time-driven re-evaluation: patients due now, the oldest due instant and its age (a stuck

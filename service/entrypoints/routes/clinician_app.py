@@ -28,6 +28,7 @@ from service.adapters.smart_launch import (
     exchange_code,
     verify_id_token,
 )
+from service.entrypoints.api_docs import pages
 from service.entrypoints.deps import ServicesDep
 from service.entrypoints.views import render
 from service.service_layer import patient_view
@@ -52,13 +53,15 @@ def _set_cookie(response: Response, name: str, value: str, base: str, max_age: i
                         secure=base.startswith("https://"))
 
 
-@router.get("/launch", response_class=HTMLResponse)
+@router.get("/launch", response_class=HTMLResponse,
+            responses={302: {"description": "to the EHR's authorization endpoint"},
+                       **pages(400, 403, 404, 502)})
 async def launch(request: Request, services: ServicesDep, iss: str | None = None,
                  launch: str | None = None) -> Response:
     """Start an EHR launch (`iss` and `launch`) or a standalone launch (no `launch`)."""
     settings = services.settings
     if not settings.app_client_id:
-        return _page(503, "Clinician app not configured",
+        return _page(404, "Clinician app not configured",
                      "This Carepath server has no SMART client registration.",
                      "Set CAREPATH_APP_CLIENT_ID and CAREPATH_APP_ISSUERS.")
     allowed = {i.rstrip("/") for i in settings.app_issuers}
@@ -86,7 +89,8 @@ async def launch(request: Request, services: ServicesDep, iss: str | None = None
     return response
 
 
-@router.get("/callback", response_class=HTMLResponse)
+@router.get("/callback", response_class=HTMLResponse,
+            responses={303: {"description": "to the patient's page"}, **pages(400, 403, 502)})
 async def callback(request: Request, services: ServicesDep, code: str | None = None,
                    state: str | None = None, error: str | None = None) -> Response:
     """The EHR's redirect back: `state` checked, code exchanged, session opened for one patient."""
@@ -131,7 +135,8 @@ async def callback(request: Request, services: ServicesDep, code: str | None = N
     return response
 
 
-@router.get("/patients/{patient_id}", response_class=HTMLResponse)
+@router.get("/patients/{patient_id}", response_class=HTMLResponse,
+            responses=pages(400, 401, 403, 404))
 async def patient_page(patient_id: str, request: Request, services: ServicesDep) -> Response:
     """The page for the patient in the session's context; no other patient."""
     now = services.clock()
@@ -147,7 +152,8 @@ async def patient_page(patient_id: str, request: Request, services: ServicesDep)
     return HTMLResponse(render.patient_page(view), headers=render.headers())
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse,
+            responses={303: {"description": "to the signed-in patient's page"}, **pages(401)})
 async def home(request: Request, services: ServicesDep) -> Response:
     """The signed-in patient's page (a bookmark to the app lands here)."""
     session = await services.app_sessions.session(request.cookies.get(SESSION_COOKIE),
