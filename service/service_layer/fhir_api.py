@@ -220,7 +220,7 @@ class FhirApi:
                 results.append(result)
         else:
             done = await self._batch_at_once(writes, actor)
-            for (i, _, issues), result in zip(writes, done or [], strict=True):
+            for (i, _, issues), result in zip(writes, done, strict=True) if done is not None else ():
                 answers[i] = _write_answer(Written(result, issues))
                 results.append(result)
             for i, op, issues in ([] if done is not None else writes):
