@@ -36,7 +36,8 @@ def _per_call(fn: Callable[[], Any], n: int = 300, repeat: int = 3) -> float:
 
 def main() -> None:
     samples = {"scenario pain score": data.observation("bench", 1),
-               "HL7 Observation-example": json.loads((CORPORA / "hl7-r4-examples" / "Observation-example.json").read_text())}
+               "HL7 Observation-example": json.loads(
+                   (CORPORA / "hl7-r4-examples" / "Observation-example.json").read_text())}
     synthea = json.loads(next((CORPORA / "synthea-r4-bundles").glob("*.json")).read_text())
     samples["Synthea Observation"] = next(e["resource"] for e in synthea["entry"]
                                           if e["resource"]["resourceType"] == "Observation")

@@ -85,8 +85,8 @@ async def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> Async
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = dict(database_url=database_url, api_tokens=[TOKEN], fixed_now=AS_OF,
-                                     run_worker=False)
+    values: dict[str, object] = {"database_url": database_url, "api_tokens": [TOKEN], "fixed_now": AS_OF,
+                                     "run_worker": False}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

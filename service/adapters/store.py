@@ -98,8 +98,8 @@ class Store:
         meta = dict(resource.get("meta") or {})
         meta.update(versionId=str(version), lastUpdated=format_instant(now))
         stored = {**resource, "meta": meta}
-        values = dict(patient_id=patient_id, version_id=version, last_updated=now, origin=origin,
-                      content=_dumps(stored))
+        values = {'patient_id': patient_id, 'version_id': version, 'last_updated': now, 'origin': origin,
+                      'content': _dumps(stored)}
         if existing is None:
             version = await self._last_version(kind, rid) + 1  # after a deletion, history goes on
             meta["versionId"] = str(version)

@@ -15,9 +15,9 @@ from typing import Any
 from service.adapters.store import Store
 from service.bootstrap import Services
 from service.cds import prefetch
-from service.cds.relevance import usable
 from service.cds.draft_orders import DraftOrder, read_draft_orders
 from service.cds.models import HookRequestIn
+from service.cds.relevance import usable
 from service.errors import MalformedBody, PreconditionFailed
 from service.fhir.models import INPUT_TYPES, Issue
 from service.fhir.normalize import subject_id

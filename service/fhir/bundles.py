@@ -44,7 +44,8 @@ def bundle_entries(bundle: dict[str, Any]) -> tuple[str, list[Entry]]:
                               status=400)
     raw = bundle.get("entry") or []
     if not isinstance(raw, list):
-        raise InvalidResource("Bundle.entry must be an array", [Issue("Bundle.entry", "expected an array", "structure")], 400)
+        raise InvalidResource("Bundle.entry must be an array",
+                              [Issue("Bundle.entry", "expected an array", "structure")], 400)
     entries: list[Entry] = []
     issues: list[Issue] = []
     for i, item in enumerate(raw):

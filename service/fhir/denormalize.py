@@ -58,7 +58,8 @@ class _Builder:
         self.e = evaluation
         self.now = format_instant(evaluation.evaluated_at)
         self.patient = {"reference": f"Patient/{evaluation.patient_id}"}
-        self.requester = {"reference": definition.requester, "display": f"Carepath {definition.id} {definition.version}"}
+        self.requester = {"reference": definition.requester,
+                          "display": f"Carepath {definition.id} {definition.version}"}
         self.episode_id = evaluation.episode.id if evaluation.episode else NO_EPISODE
 
     def _common(self, key: str, single_canonical: bool = False) -> dict[str, Any]:

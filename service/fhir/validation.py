@@ -276,9 +276,9 @@ class _Walker:
         else:
             ok = isinstance(item, str)
         if not ok:
-            self.add(where, f"{item!r} is not a valid JSON {type_code} (R4 JSON: "
-                     f"{'a number' if type_code in _NUMBER else 'true/false' if type_code == 'boolean' else 'a string'})",
-                     "value")
+            expected = "a number" if type_code in _NUMBER else "true/false" if type_code == "boolean" \
+                else "a string"
+            self.add(where, f"{item!r} is not a valid JSON {type_code} (R4 JSON: {expected})", "value")
             return
         if isinstance(item, str) and not item.strip() and type_code != "xhtml":
             self.add(where, "an empty string is not a value; leave the element out instead", "value")

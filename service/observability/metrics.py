@@ -53,7 +53,8 @@ class Metrics:
         query = sa.select(o.c.kind, o.c.status, sa.func.count()).group_by(o.c.kind, o.c.status)
         async with engine.connect() as conn:
             self.outbox.counts = {(row[0], row[1]): row[2] for row in await conn.execute(query)}
-            self.outbox.oldest = await outbox.oldest_pending(conn, datetime.now(UTC))  # rows are stamped with the wall clock
+            # outbox rows are stamped with the wall clock, not the evaluation clock
+            self.outbox.oldest = await outbox.oldest_pending(conn, datetime.now(UTC))
             if now is not None:
                 due, oldest = await schedule.backlog(conn, now)
                 self.schedule.due = due

@@ -160,7 +160,8 @@ async def test_missing_or_wrong_token_gets_401(client: httpx.AsyncClient) -> Non
 async def test_a_transaction_with_one_bad_entry_stores_nothing(client: httpx.AsyncClient) -> None:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": condition(), "request": {"method": "PUT", "url": "Condition/dx-1"}},
-        {"resource": observation("72514-3", valueInteger=4, status="bogus"), "request": {"method": "POST", "url": "Observation"}}]}
+        {"resource": observation("72514-3", valueInteger=4, status="bogus"),
+         "request": {"method": "POST", "url": "Observation"}}]}
     body = assert_outcome(await client.post("/fhir", json=bundle), 422, "bogus")
     assert body["issue"][0]["expression"][0].startswith("Bundle.entry[1].resource")
     assert (await client.get("/fhir/Condition/dx-1")).status_code == 404
@@ -169,7 +170,8 @@ async def test_a_transaction_with_one_bad_entry_stores_nothing(client: httpx.Asy
 async def test_a_batch_stores_good_entries_and_reports_bad_ones(client: httpx.AsyncClient) -> None:
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": condition(), "request": {"method": "PUT", "url": "Condition/dx-1"}},
-        {"resource": observation("72514-3", valueInteger=4, status="bogus"), "request": {"method": "POST", "url": "Observation"}}]}
+        {"resource": observation("72514-3", valueInteger=4, status="bogus"),
+         "request": {"method": "POST", "url": "Observation"}}]}
     response = await client.post("/fhir", json=bundle)
     assert response.status_code == 200
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
@@ -198,7 +200,8 @@ async def test_unsupported_bundle_type_and_methods_are_400(client: httpx.AsyncCl
     assert_outcome(await client.post("/fhir", json=delete), 400, "DELETE")
 
 
-async def test_apply_returns_the_care_plan_with_contained_requests_and_stores_nothing(client: httpx.AsyncClient) -> None:
+async def test_apply_returns_the_care_plan_with_contained_requests_and_stores_nothing(
+        client: httpx.AsyncClient) -> None:
     bundle = (FIXTURES / "03-urinary-retention" / "step-1.bundle.json").read_bytes()
     await client.post("/fhir", content=bundle, headers={"Content-Type": "application/fhir+json"})
     before = (await client.get("/fhir/ServiceRequest", params={"subject": "Patient/lrp-03"})).json()["total"]

@@ -85,7 +85,8 @@ def expectation_failures(case: dict[str, Any], outputs: ScenarioOutputs) -> list
             if field in want and all(r.get(field) != want[field] for r in matches):
                 problems.append(f"request {want['code']} {field} {[r.get(field) for r in matches]} != {want[field]}")
         if "bodySite" in want and not any(_has_site(r, want["bodySite"]) for r in matches):
-            problems.append(f"request {want['code']} bodySite {[r.get('bodySite') for r in matches]} lacks {want['bodySite']}")
+            sites = [r.get('bodySite') for r in matches]
+            problems.append(f"request {want['code']} bodySite {sites} lacks {want['bodySite']}")
     for unwanted in expect.get("absentRequests", []):
         if any(_has_code(r, unwanted["system"], unwanted["code"]) for r in live):
             problems.append(f"unexpected request {unwanted['code']}")
