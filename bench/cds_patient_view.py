@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench import data
 from bench.harness import ISSUER, Target, database, in_process, median, percentile
+from service.cds.prefetch import TEMPLATES
 from service.observability.logs import configure_logging
 
 SERVICE = "/cds-services/carepath-patient-view"
@@ -45,18 +46,18 @@ class Ehr:
 
 
 def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset",
-            "entry": [{"resource": r} for r in resources]}
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            **({"entry": [{"resource": r} for r in resources]} if resources else {})}
 
 
 def request_body(patient: str, observations: int = 200, variant: int = 0) -> bytes:
     """A patient-view request; each `variant` has different Observation contents (a cold cache)."""
     obs = [{**data.observation(patient, n), "id": f"{patient}-v{variant}-{n}"}
            for n in range(observations)]
-    prefetch = {"patient": {"resourceType": "Patient", "id": patient, "birthDate": "1980-01-01"},
-                "observations": _searchset(obs),
-                "conditions": _searchset([data.condition(patient)]),
-                "procedures": _searchset([])}
+    prefetch: dict[str, Any] = {key: _searchset([]) for key in TEMPLATES}  # every key discovery asks
+    prefetch |= {"patient": {"resourceType": "Patient", "id": patient, "birthDate": "1980-01-01"},
+                 "observations": _searchset(obs),
+                 "conditions": _searchset([data.condition(patient)])}
     return json.dumps({"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
                        "context": {"userId": "Practitioner/bench", "patientId": patient},
                        "prefetch": prefetch}).encode()
