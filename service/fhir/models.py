@@ -27,7 +27,7 @@ def known_resource_type(resource_type: str) -> bool:
     return resource_type in definitions().resources
 
 
-class _ValidContents:
+class ValidContents:
     """Digests of resource contents that passed validation (bounded, least recently used out).
 
     Validation is a pure function of the JSON content, and EHRs send the same resources again and
@@ -58,7 +58,7 @@ class _ValidContents:
             self._seen.popitem(last=False)
 
 
-_valid = _ValidContents(50_000)
+_valid = ValidContents(50_000)
 
 
 def validate_resource(data: dict[str, Any], where: str = "") -> list[Issue]:

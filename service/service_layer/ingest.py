@@ -19,7 +19,7 @@ from service.adapters.store import Store, Stored, same_content
 from service.errors import InvalidResource, MethodNotAllowed, PreconditionFailed
 from service.fhir.ids import content_id, id_issues, is_fhir_id
 from service.fhir.json_rules import null_issues
-from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue, validate_resource
+from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue, ValidContents, validate_resource
 from service.fhir.normalize import subject_id, value_issues
 from service.fhir.search import Search
 from service.fhir.time import parse_datetime
@@ -41,10 +41,19 @@ class Ingestor:
         self.pathways = list(pathways)
         self.evaluator = evaluator
         self.clock = clock
+        self._acceptable = ValidContents(50_000)
 
     def problems(self, resource: Any, where: str = "") -> list[Issue]:
-        """What makes one input resource unacceptable (R4 forbids it, or its type is not taken)."""
-        return [i for i in self.assess(resource, where) if i.refuses]
+        """What makes one input resource unacceptable (R4 forbids it, or its type is not taken).
+        Contents found acceptable once are not checked again (EHRs resend the same resources: every
+        CDS call prefetches the whole record); only acceptances are remembered."""
+        digest = self._acceptable.digest(resource) if isinstance(resource, dict) else None
+        if digest is not None and digest in self._acceptable:
+            return []
+        found = [i for i in self.assess(resource, where) if i.refuses]
+        if not found and digest is not None:
+            self._acceptable.add(digest)
+        return found
 
     def assess(self, resource: Any, where: str = "") -> list[Issue]:
         """Every issue with one input resource: R4 errors first; else the warnings and information
