@@ -321,13 +321,8 @@ def _report(resource: dict[str, Any], index: ConceptIndex, procedures: list[Proc
     if resource.get("status") not in _REPORT_DONE:
         return
     time = clinical_time(resource)
-    codes = codings(resource.get("code"))
-    matches = index.lookup_any(codes)
-    if time is None or not matches:
+    if not _study_done(resource, codings(resource.get("code")), time, index, procedures):
         return
-    coding = next(c for c in codes if index.lookup(c))
-    procedures.extend(ProcedureDone(_ref(resource), m.concept, coding, time, "completed")
-                      for m in matches)
     for concept in resource.get("conclusionCode", []):
         found = [c for c in codings(concept) if index.lookup(c)]
         if found:
@@ -340,14 +335,20 @@ def _imaging_study(resource: dict[str, Any], index: ConceptIndex,
     """An available ImagingStudy whose procedureCode is a lumbar study (CPT 72148/72158: 2a.7)."""
     if resource.get("status") not in _STUDY_DONE:
         return
-    time = parse_datetime(resource.get("started"))
     codes = [c for concept in resource.get("procedureCode", []) for c in codings(concept)]
+    _study_done(resource, codes, parse_datetime(resource.get("started")), index, procedures)
+
+
+def _study_done(resource: dict[str, Any], codes: list[Coding], time: datetime | None,
+                index: ConceptIndex, procedures: list[ProcedureDone]) -> bool:
+    """A lumbar study done at `time` when one of `codes` is a pathway concept (2a.7)."""
     matches = index.lookup_any(codes)
     if time is None or not matches:
-        return
+        return False
     coding = next(c for c in codes if index.lookup(c))
     procedures.extend(ProcedureDone(_ref(resource), m.concept, coding, time, "completed")
                       for m in matches)
+    return True
 
 
 def _medication(resource: dict[str, Any], index: ConceptIndex, medications: list[MedicationUse],
