@@ -51,17 +51,23 @@ class Authorization:
     code_verifier: str
 
 
+async def _json_object(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    """GET a JSON object from the EHR's authorization server; anything else refuses the launch."""
+    try:
+        response = await http.get(url, headers={"Accept": "application/json"}, timeout=10.0)
+        response.raise_for_status()
+        found = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise LaunchRefused(f"cannot read {url}: {type(exc).__name__}") from exc
+    if not isinstance(found, dict):
+        raise LaunchRefused(f"{url} is not a JSON object")
+    return found
+
+
 async def discover(http: httpx.AsyncClient, iss: str) -> SmartServer:
     """Read `{iss}/.well-known/smart-configuration`; refuse a server that does not offer S256."""
     where = f"{iss.rstrip('/')}/.well-known/smart-configuration"
-    try:
-        response = await http.get(where, headers={"Accept": "application/json"}, timeout=10.0)
-        response.raise_for_status()
-        config = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise LaunchRefused(f"cannot read {where}: {type(exc).__name__}") from exc
-    if not isinstance(config, dict):
-        raise LaunchRefused(f"{where} is not a JSON object")
+    config = await _json_object(http, where)
     missing = [k for k in ("authorization_endpoint", "token_endpoint")
                if not isinstance(config.get(k), str)]
     if missing:
@@ -119,11 +125,12 @@ async def verify_id_token(http: httpx.AsyncClient, server: SmartServer, id_token
     the server discovery named, not expired. Anything else refuses the launch."""
     if not server.jwks_uri:
         raise LaunchRefused("an id_token was issued but smart-configuration names no jwks_uri")
+    jwks = await _json_object(http, server.jwks_uri)
     try:
         header = jwt.get_unverified_header(id_token)
-        keys = jwt.PyJWKSet.from_dict((await http.get(server.jwks_uri, timeout=10.0)).json())
+        keys = jwt.PyJWKSet.from_dict(jwks)
         key = next((k for k in keys.keys if k.key_id == header.get("kid")), None)
-    except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+    except (ValueError, jwt.PyJWTError) as exc:
         raise LaunchRefused(f"cannot check the id_token: {type(exc).__name__}") from exc
     if key is None:
         raise LaunchRefused("the id_token is signed with a key the server's jwks_uri does not list")
