@@ -59,9 +59,10 @@ _SERVED = ("application/fhir+json", "application/json", "application/json+fhir",
            "*/*", "application/*")
 
 
-def negotiate_format(request: Request) -> None:
+async def negotiate_format(request: Request) -> None:
     """`_format` and `Accept` (R4 http.html#mime-type): JSON is served; asking only for XML,
-    Turtle or another format is 406."""
+    Turtle or another format is 406. (`async def`, as every dependency: FastAPI runs a plain
+    `def` in its threadpool, a thread hop per request.)"""
     wanted = request.query_params.get("_format")
     if wanted is not None:
         if wanted.split(";")[0].strip().lower() not in _SERVED:

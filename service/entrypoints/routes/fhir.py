@@ -35,7 +35,7 @@ from service.service_layer.fhir_api import Written
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
-def _checked_request(request: Request) -> None:
+async def _checked_request(request: Request) -> None:
     """Refuse, before anything reads the database, what no stored resource can match: a type that
     is not a FHIR resource type (404), a logical id that is not a FHIR id (400) and a NUL in a
     search parameter (400: FHIR strings never contain one)."""
