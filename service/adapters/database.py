@@ -15,6 +15,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from service.adapters.sqlite_inline import inline_creator
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 7_242_001  # pg advisory lock id: replicas starting together migrate one at a time
 _WRITING = "carepath_writing"  # connection execution option set by SqliteEngine.begin()
@@ -81,16 +83,14 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         path = url.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30},
+        engine = SqliteEngine(create_async_engine(url, async_creator=inline_creator(path or ":memory:"),
                                                   hide_parameters=True, **options).sync_engine)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
