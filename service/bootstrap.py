@@ -17,6 +17,7 @@ from service.rules.registry import Pathway
 from service.service_layer.clock import Clock, fixed_clock, system_clock
 from service.service_layer.evaluate_patient import PatientEvaluator
 from service.service_layer.fhir_api import FhirApi
+from service.service_layer.group_commit import GroupCommit
 from service.service_layer.ingest import Ingestor
 from service.service_layer.scheduler import Scheduler
 from service.service_layer.writeback import WritebackStager
@@ -65,7 +66,7 @@ def build_services(settings: Settings, pathways: dict[str, Pathway], *, clock: C
         evaluator=evaluator, ingestor=ingestor,
         receiver=WebhookReceiver(ingestor, engine, http, clock),
         app_sessions=AppSessions(engine, session_secret, settings.app_session_seconds),
-        fhir=FhirApi(ingestor))
+        fhir=FhirApi(ingestor, GroupCommit(ingestor)))
 
 
 def stage_follow_up(services: Services) -> None:

@@ -45,6 +45,9 @@ class HistoryEntry:
     resource: dict[str, Any] | None  # None for a deletion
 
 
+_UNREAD: Any = object()  # `Store.put`: the caller has not read the current version
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -87,11 +90,14 @@ class Store:
                       patient_id=row.patient_id)
 
     async def put(self, resource: dict[str, Any], *, origin: str, patient_id: str | None,
-                  now: datetime, method: str | None = None) -> Stored:
+                  now: datetime, method: str | None = None, existing: Stored | None | object = _UNREAD
+                  ) -> Stored:
         """Create or update by (type, id). Identical content is a no-op (idempotent re-posting).
-        `method` (POST or PUT) is what the history records; by default POST for a creation."""
+        `method` (POST or PUT) is what the history records; by default POST for a creation.
+        `existing`: what the caller already read of this resource in this transaction."""
         kind, rid = resource["resourceType"], resource["id"]
-        existing = await self.get(kind, rid)
+        if not isinstance(existing, Stored | None):
+            existing = await self.get(kind, rid)
         if existing is not None and same_content(existing.resource, resource):
             return existing
         version = existing.version_id + 1 if existing else 1
@@ -110,7 +116,7 @@ class Store:
                 # another transaction created it since we looked (concurrent posts of one new
                 # resource): the conflict waited for its commit, so this is now a re-post
                 return await self.put(resource, origin=origin, patient_id=patient_id, now=now,
-                                      method=method)
+                                      method=method)  # reads it again
         else:
             await self.conn.execute(sa.update(t.resources).where(
                 t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))

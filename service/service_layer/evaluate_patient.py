@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.adapters import schedule
 from service.adapters.database import holds_writer, lock_patient
@@ -100,28 +100,33 @@ class PatientEvaluator:
                 self._patients.pop(patient_id, None)
 
     async def _evaluate(self, patient_id: str, actor: str) -> PatientEvaluated:
-        now = self.clock()
         async with self.engine.begin() as conn:
-            store = Store(conn)
-            await lock_patient(conn, patient_id)
-            on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
-            previous = {(r["resourceType"], r["id"]): r for r in on_file}
-            event = PatientEvaluated(patient_id, [])
-            tasks = [r for r in on_file if r["resourceType"] == "Task"]
-            upcoming: list[NextChange] = []
-            for pathway in self.pathways:
-                decision = decide(pathway, patient_id, _relevant(on_file), now, tasks)
-                event.decisions.append(decision)
-                event.changes += await _persist(store, decision.outputs, previous, patient_id, now)
-                await _record(store, decision, bool(event.changes), actor, now)
-                change = next_change(pathway, decision.facts, decision.evaluation)
-                upcoming += [change] if change else []
-            for listener in self.listeners:
-                await listener(store, event, now)
-            await store.clear_pending(patient_id)
-            soonest = min(upcoming, key=lambda c: c.at, default=None)
-            await schedule.set_next(conn, patient_id, soonest.at if soonest else None,
-                                    ", ".join(soonest.why) if soonest else "", now)
+            return await self.evaluate_in(conn, patient_id, actor=actor, now=self.clock())
+
+    async def evaluate_in(self, conn: AsyncConnection, patient_id: str, *, actor: str, now: datetime
+                          ) -> PatientEvaluated:
+        """One evaluation inside the caller's write transaction (see `GroupCommit`): it commits
+        with the writes that prompted it, or not at all."""
+        store = Store(conn)
+        await lock_patient(conn, patient_id)
+        on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
+        previous = {(r["resourceType"], r["id"]): r for r in on_file}
+        event = PatientEvaluated(patient_id, [])
+        tasks = [r for r in on_file if r["resourceType"] == "Task"]
+        upcoming: list[NextChange] = []
+        for pathway in self.pathways:
+            decision = decide(pathway, patient_id, _relevant(on_file), now, tasks)
+            event.decisions.append(decision)
+            event.changes += await _persist(store, decision.outputs, previous, patient_id, now)
+            await _record(store, decision, bool(event.changes), actor, now)
+            change = next_change(pathway, decision.facts, decision.evaluation)
+            upcoming += [change] if change else []
+        for listener in self.listeners:
+            await listener(store, event, now)
+        await store.clear_pending(patient_id)
+        soonest = min(upcoming, key=lambda c: c.at, default=None)
+        await schedule.set_next(conn, patient_id, soonest.at if soonest else None,
+                                ", ".join(soonest.why) if soonest else "", now)
         return event
 
 

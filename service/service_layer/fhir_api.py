@@ -24,6 +24,7 @@ from service.fhir.search import (
     searchset_bundle,
 )
 from service.fhir.time import format_instant
+from service.service_layer.group_commit import GroupCommit
 from service.service_layer.ingest import Ingestor, Removed, Write
 
 
@@ -43,8 +44,9 @@ class Written:
 
 
 class FhirApi:
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, group: GroupCommit) -> None:
         self.ingestor = ingestor
+        self.group = group  # writes and the evaluations they prompt, committed together
         self.engine = ingestor.engine
 
     # --- writes ------------------------------------------------------------------------------
@@ -67,9 +69,8 @@ class FhirApi:
         resource = {**resource, "id": content_id(resource)}
         issues = self.ingestor.check(resource)
         condition = self.parse_condition(resource["resourceType"], if_none_exist, "If-None-Exist")
-        [result] = await self.ingestor.write([Write(resource["resourceType"], resource["id"], resource,
-                                                    if_none_exist=condition, is_create=True)], actor=actor)
-        await self.ingestor.evaluate_changed([result], actor=actor)
+        [result] = await self.group.write([Write(resource["resourceType"], resource["id"], resource,
+                                                 if_none_exist=condition, is_create=True)], actor=actor)
         return Written(result, issues)
 
     async def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
@@ -79,17 +80,15 @@ class FhirApi:
             message = f"the resource's id {resource.get('id')!r} must equal the URL's id {resource_id!r}"
             raise InvalidResource(message, [Issue(f"{resource_type}.id", message, "invalid")], 400)
         issues = self.ingestor.check(resource)
-        [result] = await self.ingestor.write([Write(resource_type, resource_id, resource, if_match=if_match)],
-                                             actor=actor)
-        await self.ingestor.evaluate_changed([result], actor=actor)
+        [result] = await self.group.write([Write(resource_type, resource_id, resource, if_match=if_match)],
+                                          actor=actor)
         return Written(result, issues)
 
     async def delete(self, resource_type: str, resource_id: str, *, if_match: str | None,
                      actor: str) -> Written:
         """DELETE an input; its patient is re-evaluated (escalations it supported are kept for review)."""
-        [result] = await self.ingestor.write([Write(resource_type, resource_id, None, if_match=if_match)],
-                                             actor=actor)
-        await self.ingestor.evaluate_changed([result], actor=actor)
+        [result] = await self.group.write([Write(resource_type, resource_id, None, if_match=if_match)],
+                                          actor=actor)
         return Written(result)
 
     # --- reads -------------------------------------------------------------------------------
@@ -166,7 +165,7 @@ class FhirApi:
                                   for _, op, _ in writes):
             return None
         try:
-            return await self.ingestor.write([op for _, op, _ in writes], actor=actor)
+            return await self.group.write([op for _, op, _ in writes], actor=actor)
         except (PreconditionFailed, InvalidResource, MethodNotAllowed):
             return None  # rolled back: each entry gets its own answer below
 
@@ -210,19 +209,17 @@ class FhirApi:
         if kind == "transaction" and errors:
             found = [x for e in errors.values() for x in e]
             raise InvalidResource(f"{len(errors)} invalid entr(y/ies); nothing was stored", found)
-        results: list[Stored | Removed] = []
+        unevaluated: list[Stored | Removed] = []  # entries answered one by one are evaluated at the end
         if kind == "transaction":
-            # R4 order: DELETE, then POST/PUT; one commit
+            # R4 order: DELETE, then POST/PUT; one commit, with the evaluations
             ordered = sorted(writes, key=lambda w: w[1].resource is not None)
-            done = await self.ingestor.write([w for _, w, _ in ordered], actor=actor)
+            done = await self.group.write([w for _, w, _ in ordered], actor=actor)
             for (i, _, issues), result in zip(ordered, done, strict=True):
                 answers[i] = _write_answer(Written(result, issues))
-                results.append(result)
         else:
             done = await self._batch_at_once(writes, actor)
             for (i, _, issues), result in zip(writes, done, strict=True) if done is not None else ():
                 answers[i] = _write_answer(Written(result, issues))
-                results.append(result)
             for i, op, issues in ([] if done is not None else writes):
                 try:
                     [result] = await self.ingestor.write([op], actor=actor)
@@ -231,8 +228,8 @@ class FhirApi:
                     answers[i] = _error_answer(exc.status, errors[i])
                     continue
                 answers[i] = _write_answer(Written(result, issues))
-                results.append(result)
-        await self.ingestor.evaluate_changed(results, actor=actor)
+                unevaluated.append(result)
+        await self.ingestor.evaluate_changed(unevaluated, actor=actor)
         for i, issues in errors.items():
             answers[i] = answers[i] or _error_answer(422, issues)
         for i, entry in enumerate(entries):

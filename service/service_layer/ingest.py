@@ -86,23 +86,28 @@ class Ingestor:
         interaction): `If-Match` versions and conditional creates are checked inside it, so a
         failed precondition stores nothing. Patients whose data changed are marked pending."""
         now = self.clock()
-        results: list[Stored | Removed] = []
         async with self.engine.begin() as conn:
             store = Store(conn)
-            guards = [f"create|{w.resource_type}|{w.if_none_exist}" for w in operations if w.if_none_exist]
-            if guards:  # two conditional creates of the same thing are serialised
-                await lock_keys(conn, guards)
-            if len(operations) > 1 and all(_unconditional(op) for op in operations):
-                results += await self._apply_many(store, operations, now)
-            else:
-                for op in operations:
-                    results.append(await self._apply(store, op, now))
-            touched = [patient for result in results for patient in _touched(result)]
-            for patient in dict.fromkeys(touched):  # one pending row per patient
+            results = await self.write_in(store, operations, actor=actor, now=now)
+            for patient in touched_patients(results):  # one pending row per patient
                 await store.mark_pending(patient, now)
-            await store.audit(actor=actor, action="ingest", patient_id=None, now=now, detail={
-                "resources": [r.location for r in results],
-                "changed": [r.location for r in results if r.changed]})
+        return results
+
+    async def write_in(self, store: Store, operations: Sequence[Write], *, actor: str, now: datetime
+                       ) -> list[Stored | Removed]:
+        """`write`'s changes and their audit row, inside the caller's transaction."""
+        results: list[Stored | Removed] = []
+        guards = [f"create|{w.resource_type}|{w.if_none_exist}" for w in operations if w.if_none_exist]
+        if guards:  # two conditional creates of the same thing are serialised
+            await lock_keys(store.conn, guards)
+        if len(operations) > 1 and all(_unconditional(op) for op in operations):
+            results += await self._apply_many(store, operations, now)
+        else:
+            for op in operations:
+                results.append(await self._apply(store, op, now))
+        await store.audit(actor=actor, action="ingest", patient_id=None, now=now, detail={
+            "resources": [r.location for r in results],
+            "changed": [r.location for r in results if r.changed]})
         return results
 
     async def _apply_many(self, store: Store, operations: Sequence[Write], now: datetime
@@ -148,7 +153,7 @@ class Ingestor:
             # a server-assigned id is a content hash: equal ids with different content cannot happen
             raise PreconditionFailed(f"{op.resource_type}/{op.resource_id} exists with other content")
         return await store.put(op.resource, origin="input", patient_id=subject_id(op.resource), now=now,
-                               method="POST" if op.is_create else "PUT")
+                               method="POST" if op.is_create else "PUT", existing=current)
 
     async def store(self, resources: Iterable[dict[str, Any]], *, actor: str) -> list[Accepted]:
         """Commit validated resources; a patient whose data changed is marked pending."""
@@ -212,8 +217,7 @@ class Ingestor:
         """Evaluate the patients whose data changed (also the one a resource moved away from, and
         the one a deleted resource belonged to). The input is already durable: if evaluation
         fails, the patient stays pending (with the error recorded) for the background sweep."""
-        patients = dict.fromkeys(p for a in accepted if not isinstance(a, Ignored) for p in _touched(a))
-        return await self.evaluate_patients(patients, actor=actor)
+        return await self.evaluate_patients(touched_patients(accepted), actor=actor)
 
     async def evaluate_patients(self, patients: Iterable[str], *, actor: str
                                 ) -> list[PatientEvaluated]:
@@ -266,6 +270,11 @@ class Removed:
 
 def _unconditional(op: Write) -> bool:
     return op.resource is not None and op.if_match is None and op.if_none_exist is None
+
+
+def touched_patients(results: Iterable[Stored | Removed | Ignored]) -> list[str]:
+    """The patients whose record these writes changed, each once, in order."""
+    return list(dict.fromkeys(p for r in results if not isinstance(r, Ignored) for p in _touched(r)))
 
 
 def _touched(result: Stored | Removed) -> list[str]:
