@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.adapters import tables as t
+from service.adapters.store import prebuilt
 
 s = t.patient_schedule
 
@@ -25,13 +26,20 @@ async def set_next(conn: AsyncConnection, patient_id: str, due_at: datetime | No
                    now: datetime) -> None:
     """Record when to re-evaluate a patient (None: nothing can change with time alone)."""
     if due_at is None:
-        await conn.execute(sa.delete(s).where(s.c.patient_id == patient_id))
+        await conn.execute(prebuilt(conn, "unschedule", lambda _: sa.delete(s).where(
+            s.c.patient_id == sa.bindparam("patient"))), {"patient": patient_id})
         return
-    values = {"due_at": due_at, "reason": reason[:500], "computed_at": now, "attempts": 0,
-              "last_error": None, "locked_by": None, "locked_until": None}
-    insert = (postgresql.insert(s) if conn.dialect.name == "postgresql" else sqlite.insert(s))
-    await conn.execute(insert.values(patient_id=patient_id, **values).on_conflict_do_update(
-        index_elements=[s.c.patient_id], set_=values))
+    await conn.execute(prebuilt(conn, "schedule", _upsert), {
+        "patient_id": patient_id, "due_at": due_at, "reason": reason[:500], "computed_at": now,
+        "attempts": 0, "last_error": None, "locked_by": None, "locked_until": None})
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT, or on a known patient UPDATE with the row that was to be inserted (`excluded`)."""
+    insert = postgresql.insert(s) if dialect == "postgresql" else sqlite.insert(s)
+    columns = ("due_at", "reason", "computed_at", "attempts", "last_error", "locked_by", "locked_until")
+    return insert.on_conflict_do_update(index_elements=[s.c.patient_id],
+                                        set_={c: insert.excluded[c] for c in columns})
 
 
 def _due(now: datetime) -> Any:

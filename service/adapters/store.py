@@ -3,7 +3,7 @@ covers everything it does (inputs, outputs, evaluation record, outbox rows, audi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,6 +71,27 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return _without_bookkeeping(a) == _without_bookkeeping(b)
 
 
+_PREBUILT: dict[tuple[str, str], Any] = {}
+
+
+def prebuilt(conn: AsyncConnection, name: str, build: Callable[[str], Any]) -> Any:
+    """A statement built once per dialect, executed with bound parameters: SQLAlchemy then finds
+    its compiled form by identity instead of building and hashing a new construct on every call
+    (about 120 µs of CPU each, two thirds of a small statement's cost)."""
+    key = (conn.dialect.name, name)
+    statement = _PREBUILT.get(key)
+    if statement is None:
+        statement = _PREBUILT[key] = build(conn.dialect.name)
+    return statement
+
+
+def _insert_for(dialect: str, table: sa.Table) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+_r, _h = t.resources, t.resource_history
+
+
 class Store:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -81,9 +102,9 @@ class Store:
 
     # --- resources -------------------------------------------------------------------------
     async def get(self, resource_type: str, resource_id: str) -> Stored | None:
-        row = (await self.conn.execute(
-            sa.select(t.resources.c.content, t.resources.c.version_id, t.resources.c.patient_id).where(
-                t.resources.c.resource_type == resource_type, t.resources.c.id == resource_id))).first()
+        query = prebuilt(self.conn, "get", lambda _: sa.select(_r.c.content, _r.c.version_id, _r.c.patient_id).where(
+            _r.c.resource_type == sa.bindparam("k_type"), _r.c.id == sa.bindparam("k_id")))
+        row = (await self.conn.execute(query, {"k_type": resource_type, "k_id": resource_id})).first()
         if row is None:
             return None
         return Stored(orjson.loads(row.content), row.version_id, created=False, changed=False,
@@ -110,26 +131,28 @@ class Store:
             version = await self._last_version(kind, rid) + 1  # after a deletion, history goes on
             meta["versionId"] = str(version)
             values["version_id"], values["content"] = version, _dumps(stored)
-            inserted = await self.conn.execute(self._insert(t.resources).values(
-                resource_type=kind, id=rid, **values).on_conflict_do_nothing())
+            insert = prebuilt(self.conn, "insert-resource",
+                              lambda d: _insert_for(d, _r).on_conflict_do_nothing())
+            inserted = await self.conn.execute(insert, {"resource_type": kind, "id": rid, **values})
             if inserted.rowcount != 1:
                 # another transaction created it since we looked (concurrent posts of one new
                 # resource): the conflict waited for its commit, so this is now a re-post
                 return await self.put(resource, origin=origin, patient_id=patient_id, now=now,
                                       method=method)  # reads it again
         else:
-            await self.conn.execute(sa.update(t.resources).where(
-                t.resources.c.resource_type == kind, t.resources.c.id == rid).values(**values))
-        await self.conn.execute(sa.insert(t.resource_history).values(
-            resource_type=kind, id=rid, version_id=version, last_updated=now,
-            method=method or ("POST" if existing is None else "PUT"), content=values["content"]))
+            await self.conn.execute(prebuilt(self.conn, "update-resource", lambda _: sa.update(_r).where(
+                _r.c.resource_type == sa.bindparam("k_type"), _r.c.id == sa.bindparam("k_id"))),
+                {"k_type": kind, "k_id": rid, **values})
+        await self.conn.execute(prebuilt(self.conn, "insert-history", lambda _: sa.insert(_h)), {
+            "resource_type": kind, "id": rid, "version_id": version, "last_updated": now,
+            "method": method or ("POST" if existing is None else "PUT"), "content": values["content"]})
         return Stored(stored, version, created=existing is None, changed=True, patient_id=patient_id,
                       previous_patient=existing.patient_id if existing else None)
 
     async def _last_version(self, resource_type: str, resource_id: str) -> int:
-        h = t.resource_history
-        found = (await self.conn.execute(sa.select(sa.func.max(h.c.version_id)).where(
-            h.c.resource_type == resource_type, h.c.id == resource_id))).scalar()
+        query = prebuilt(self.conn, "last-version", lambda _: sa.select(sa.func.max(_h.c.version_id)).where(
+            _h.c.resource_type == sa.bindparam("k_type"), _h.c.id == sa.bindparam("k_id")))
+        found = (await self.conn.execute(query, {"k_type": resource_type, "k_id": resource_id})).scalar()
         return int(found or 0)
 
     async def version(self, resource_type: str, resource_id: str, version_id: int
@@ -252,10 +275,15 @@ class Store:
         return found
 
     async def for_patient(self, patient_id: str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        query = sa.select(t.resources.c.content).where(t.resources.c.patient_id == patient_id)
-        if types is not None:
-            query = query.where(t.resources.c.resource_type.in_(list(types)))
-        rows = await self.conn.execute(query.order_by(t.resources.c.resource_type, t.resources.c.id))
+        if types is None:
+            query = prebuilt(self.conn, "for-patient", lambda _: sa.select(_r.c.content).where(
+                _r.c.patient_id == sa.bindparam("patient")).order_by(_r.c.resource_type, _r.c.id))
+            rows = await self.conn.execute(query, {"patient": patient_id})
+        else:
+            query = prebuilt(self.conn, "for-patient-types", lambda _: sa.select(_r.c.content).where(
+                _r.c.patient_id == sa.bindparam("patient"),
+                _r.c.resource_type.in_(sa.bindparam("types", expanding=True))).order_by(_r.c.resource_type, _r.c.id))
+            rows = await self.conn.execute(query, {"patient": patient_id, "types": sorted(types)})
         return [orjson.loads(r.content) for r in rows]
 
     async def search(self, resource_type: str, patient_id: str | None, limit: int) -> list[dict[str, Any]]:
@@ -321,12 +349,14 @@ class Store:
 
     # --- evaluation bookkeeping ------------------------------------------------------------
     async def mark_pending(self, patient_id: str, now: datetime) -> None:
-        stmt = self._insert(t.pending_evaluations).values(patient_id=patient_id, since=now, attempts=0)
-        await self.conn.execute(stmt.on_conflict_do_nothing())
+        stmt = prebuilt(self.conn, "mark-pending",
+                        lambda d: _insert_for(d, t.pending_evaluations).on_conflict_do_nothing())
+        await self.conn.execute(stmt, {"patient_id": patient_id, "since": now, "attempts": 0})
 
     async def clear_pending(self, patient_id: str) -> None:
-        await self.conn.execute(sa.delete(t.pending_evaluations).where(
-            t.pending_evaluations.c.patient_id == patient_id))
+        p = t.pending_evaluations
+        await self.conn.execute(prebuilt(self.conn, "clear-pending", lambda _: sa.delete(p).where(
+            p.c.patient_id == sa.bindparam("patient"))), {"patient": patient_id})
 
     async def pending(self, limit: int = 50, max_attempts: int = 10) -> list[str]:
         """Patients awaiting evaluation; one that failed `max_attempts` times stays listed for admins."""
@@ -343,10 +373,10 @@ class Store:
     async def record_evaluation(self, *, patient_id: str, episode_id: str | None, pathway_id: str,
                                 pathway_version: str, evaluated_at: datetime, urgency: str | None,
                                 summary: Any, changed: bool) -> None:
-        await self.conn.execute(sa.insert(t.evaluations).values(
-            patient_id=patient_id, episode_id=episode_id, pathway_id=pathway_id,
-            pathway_version=pathway_version, evaluated_at=evaluated_at, urgency=urgency,
-            summary=_dumps(summary), changed=changed))
+        await self.conn.execute(prebuilt(self.conn, "insert-evaluation", lambda _: sa.insert(t.evaluations)), {
+            "patient_id": patient_id, "episode_id": episode_id, "pathway_id": pathway_id,
+            "pathway_version": pathway_version, "evaluated_at": evaluated_at, "urgency": urgency,
+            "summary": _dumps(summary), "changed": changed})
 
     async def evaluations_of(self, patient_id: str) -> list[dict[str, Any]]:
         rows = await self.conn.execute(sa.select(t.evaluations).where(
@@ -355,8 +385,8 @@ class Store:
 
     async def audit(self, *, actor: str, action: str, patient_id: str | None, detail: Any,
                     now: datetime) -> None:
-        await self.conn.execute(sa.insert(t.audit_log).values(
-            at=now, actor=actor, action=action, patient_id=patient_id, detail=_dumps(detail)))
+        await self.conn.execute(prebuilt(self.conn, "insert-audit", lambda _: sa.insert(t.audit_log)), {
+            "at": now, "actor": actor, "action": action, "patient_id": patient_id, "detail": _dumps(detail)})
 
     # --- outbox ----------------------------------------------------------------------------
     async def enqueue(self, *, kind: str, destination: str, dedupe_key: str, payload: Any,
