@@ -57,10 +57,6 @@ def _without_bookkeeping(resource: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in resource.items() if k != "meta"}, "meta": meta}
 
 
-def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> Iterable[list[dict[str, Any]]]:
-    return (rows[start:start + size] for start in range(0, len(rows), size))
-
-
 def _version(stored: dict[str, Any]) -> int:
     """The versionId the store wrote into a stored resource's meta."""
     return int((stored.get("meta") or {}).get("versionId") or 0)
@@ -184,8 +180,8 @@ class Store:
         """`put` for many (resource, patient id) pairs in a constant number of statements: one
         SELECT of what exists (only of what is not in `known`, the stored contents the caller has
         already read, keyed by (type, id)), one SELECT of the last versions of what is new (history
-        goes on after a deletion), one multi-row INSERT, one executemany UPDATE and one multi-row
-        INSERT into the history. Items are applied in order: a resource given twice gets two
+        goes on after a deletion), one INSERT, one UPDATE and one INSERT into the history, each
+        of many rows (prebuilt statements: SQLAlchemy batches the rows into multi-row VALUES). Items are applied in order: a resource given twice gets two
         versions, as two `put` calls give it. A new resource that another transaction created
         meanwhile is handed to `put`, which treats it as the re-post it is."""
         keys = list(dict.fromkeys((r["resourceType"], r["id"]) for r, _ in items))
@@ -224,12 +220,9 @@ class Store:
         inserts = [{"resource_type": k[0], "id": k[1], **v} for k, v in rows.items() if k in fresh]
         updates = [{"k_type": k[0], "k_id": k[1], **v} for k, v in rows.items() if k not in fresh]
         if inserts:
-            r = t.resources
-            created: set[tuple[str, str]] = set()
-            for chunk in _chunks(inserts):  # SQLite binds at most 32,766 values per statement
-                created |= {(row.resource_type, row.id) for row in await self.conn.execute(
-                    self._insert(r).values(chunk).on_conflict_do_nothing().returning(
-                        r.c.resource_type, r.c.id))}
+            insert = prebuilt(self.conn, "insert-resources-returning", lambda d: _insert_for(d, _r)
+                              .on_conflict_do_nothing().returning(_r.c.resource_type, _r.c.id))
+            created = {(row.resource_type, row.id) for row in await self.conn.execute(insert, inserts)}
             raced = {(i["resource_type"], i["id"]) for i in inserts} - created
             if raced:  # created by another transaction since we looked: `put` re-reads each one
                 history = [h for h in history if (h["resource_type"], h["id"]) not in raced]
@@ -238,12 +231,10 @@ class Store:
                         results[n] = await self.put(resource, origin=origin, patient_id=patient_id,
                                                     now=now)
         if updates:
-            r = t.resources
-            await self.conn.execute(sa.update(r).where(
-                r.c.resource_type == sa.bindparam("k_type"), r.c.id == sa.bindparam("k_id")),
-                updates)
-        for chunk in _chunks(history):
-            await self.conn.execute(sa.insert(t.resource_history).values(chunk))
+            await self.conn.execute(prebuilt(self.conn, "update-resource", lambda _: sa.update(_r).where(
+                _r.c.resource_type == sa.bindparam("k_type"), _r.c.id == sa.bindparam("k_id"))), updates)
+        if history:
+            await self.conn.execute(prebuilt(self.conn, "insert-history", lambda _: sa.insert(_h)), history)
         return results
 
     async def contents(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -252,25 +243,25 @@ class Store:
 
     async def _contents(self, keys: list[tuple[str, str]]
                         ) -> dict[tuple[str, str], tuple[dict[str, Any], str | None]]:
-        r = t.resources
+        query = prebuilt(self.conn, "contents", lambda _: sa.select(
+            _r.c.resource_type, _r.c.id, _r.c.content, _r.c.patient_id).where(
+            sa.tuple_(_r.c.resource_type, _r.c.id).in_(sa.bindparam("keys", expanding=True))))
         found: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
         for start in range(0, len(keys), 500):
-            rows = await self.conn.execute(
-                sa.select(r.c.resource_type, r.c.id, r.c.content, r.c.patient_id).where(
-                    sa.tuple_(r.c.resource_type, r.c.id).in_(keys[start:start + 500])))
+            rows = await self.conn.execute(query, {"keys": keys[start:start + 500]})
             found.update({(row.resource_type, row.id): (orjson.loads(row.content), row.patient_id)
                           for row in rows})
         return found
 
     async def _last_versions(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """The highest version each (type, id) reached before, deletions included (none: absent)."""
-        h = t.resource_history
+        query = prebuilt(self.conn, "last-versions", lambda _: sa.select(
+            _h.c.resource_type, _h.c.id, sa.func.max(_h.c.version_id)).where(
+            sa.tuple_(_h.c.resource_type, _h.c.id).in_(sa.bindparam("keys", expanding=True)))
+            .group_by(_h.c.resource_type, _h.c.id))
         found: dict[tuple[str, str], int] = {}
         for start in range(0, len(keys), 500):
-            rows = await self.conn.execute(
-                sa.select(h.c.resource_type, h.c.id, sa.func.max(h.c.version_id)).where(
-                    sa.tuple_(h.c.resource_type, h.c.id).in_(keys[start:start + 500]))
-                .group_by(h.c.resource_type, h.c.id))
+            rows = await self.conn.execute(query, {"keys": keys[start:start + 500]})
             found.update({(row[0], row[1]): int(row[2]) for row in rows})
         return found
 
