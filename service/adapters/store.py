@@ -181,8 +181,9 @@ class Store:
         SELECT of what exists (only of what is not in `known`, the stored contents the caller has
         already read, keyed by (type, id)), one SELECT of the last versions of what is new (history
         goes on after a deletion), one INSERT, one UPDATE and one INSERT into the history, each
-        of many rows (prebuilt statements: SQLAlchemy batches the rows into multi-row VALUES). Items are applied in order: a resource given twice gets two
-        versions, as two `put` calls give it. A new resource that another transaction created
+        of many rows (prebuilt statements: SQLAlchemy batches the rows into multi-row VALUES).
+        Items are applied in order: a resource given twice gets two versions, as two `put` calls
+        give it. A new resource that another transaction created
         meanwhile is handed to `put`, which treats it as the re-post it is."""
         keys = list(dict.fromkeys((r["resourceType"], r["id"]) for r, _ in items))
         current: dict[tuple[str, str], dict[str, Any]] = dict(known or {})

@@ -15,20 +15,24 @@ PostgreSQL), nothing of it was committed and each write is redone on its own by 
 (`Ingestor.write`, then `evaluate_changed`): its input is committed with a pending mark and an
 evaluation failure stays recorded for the sweep, as before.
 
-SQLite has one writer, so one committer; on PostgreSQL several committers run side by side (the
-evaluation takes the patient's advisory lock, so one patient is still evaluated by one at a time).
+SQLite has one writer, so one committer; on PostgreSQL several committers run side by side, each
+with its own queue, and a write goes to the queue of its (first) patient: writes for one patient
+are grouped by one committer instead of spread over several that would then wait for each other's
+advisory lock on that patient and evaluate it once each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from service.adapters.database import is_sqlite, lock_keys
 from service.adapters.store import Store, Stored
+from service.fhir.normalize import subject_id
 from service.service_layer.ingest import Ingestor, Removed, Write, touched_patients
 
 log = logging.getLogger("carepath.group_commit")
@@ -55,25 +59,26 @@ class GroupCommit:
         self.ingestor = ingestor
         self.evaluator = ingestor.evaluator
         self.engine = ingestor.engine
-        self.committers = committers or (1 if is_sqlite(self.engine) else 4)
         self.max_group = max_group
-        self._queue: list[_Job] = []
-        self._running: set[asyncio.Task[None]] = set()
+        lanes = committers or (1 if is_sqlite(self.engine) else 4)
+        self._queues: list[list[_Job]] = [[] for _ in range(lanes)]
+        self._running: list[asyncio.Task[None] | None] = [None] * lanes
 
     async def write(self, operations: Sequence[Write], *, actor: str) -> Results:
         """Apply the writes and evaluate the patients they changed; return once both are committed.
         A caller that goes away does not take its write out of a group already under way."""
         job = _Job(operations, actor, asyncio.get_running_loop().create_future())
-        self._queue.append(job)
-        if len(self._running) < self.committers:
-            task = asyncio.ensure_future(self._commit_queued())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        lane = _lane(operations, len(self._queues))
+        self._queues[lane].append(job)
+        running = self._running[lane]
+        if running is None or running.done():
+            self._running[lane] = asyncio.ensure_future(self._commit_queued(self._queues[lane]))
         return await asyncio.shield(job.future)
 
-    async def _commit_queued(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
+    async def _commit_queued(self, queue: list[_Job]) -> None:
+        while queue:
+            group = queue[:self.max_group]
+            del queue[:len(group)]
             try:
                 try:
                     await self._commit(group)
@@ -133,6 +138,16 @@ class GroupCommit:
             except Exception as error:  # noqa: BLE001  (answered to its caller)
                 job.error = error
             job.done = True
+
+
+def _lane(operations: Sequence[Write], lanes: int) -> int:
+    """The committer for these writes: by the first patient they name (a delete names none before
+    it is applied: by its resource)."""
+    if lanes == 1 or not operations:
+        return 0
+    first = operations[0]
+    key = (subject_id(first.resource) if first.resource is not None else None) or first.resource_id
+    return zlib.crc32(key.encode()) % lanes
 
 
 def _answer(job: _Job) -> None:
