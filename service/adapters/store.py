@@ -87,6 +87,21 @@ def _insert_for(dialect: str, table: sa.Table) -> Any:
 
 _r, _h = t.resources, t.resource_history
 
+# `Store.lookup`: for each key, the current row (if any) and the highest version in the history.
+_LOOKUP = """WITH k(t, i) AS ({keys})
+SELECT k.t, k.i, r.content, r.patient_id,
+       (SELECT max(h.version_id) FROM resource_history h WHERE h.resource_type = k.t AND h.id = k.i)
+FROM k LEFT OUTER JOIN resources r ON r.resource_type = k.t AND r.id = k.i"""
+
+
+@dataclass(frozen=True)
+class Current:
+    """What `Store.lookup` found under one key."""
+
+    content: dict[str, Any] | None  # None: nothing stored now
+    patient_id: str | None
+    last_version: int  # the highest version in the history (0: never stored)
+
 
 class Store:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -175,30 +190,39 @@ class Store:
                                  for r in rows]
 
     async def put_many(self, items: Sequence[tuple[dict[str, Any], str | None]], *, origin: str,
-                       now: datetime, known: Mapping[tuple[str, str], dict[str, Any]] | None = None
-                       ) -> list[Stored]:
+                       now: datetime, known: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+                       looked_up: Mapping[tuple[str, str], Current] | None = None,
+                       methods: Sequence[str] | None = None) -> list[Stored]:
         """`put` for many (resource, patient id) pairs in a constant number of statements: one
-        SELECT of what exists (only of what is not in `known`, the stored contents the caller has
-        already read, keyed by (type, id)), one SELECT of the last versions of what is new (history
-        goes on after a deletion), one INSERT, one UPDATE and one INSERT into the history, each
-        of many rows (prebuilt statements: SQLAlchemy batches the rows into multi-row VALUES).
-        Items are applied in order: a resource given twice gets two versions, as two `put` calls
-        give it. A new resource that another transaction created
-        meanwhile is handed to `put`, which treats it as the re-post it is."""
+        `lookup` of what is not already known (`known`: stored contents the caller has read in
+        this transaction; `looked_up`: the caller's own `lookup`), then one INSERT, one UPDATE and
+        one INSERT into the history, each of many rows (prebuilt statements: SQLAlchemy batches
+        the rows into multi-row VALUES). Items are applied in order: a resource given twice gets
+        two versions, as two `put` calls give it. A new resource that another transaction created
+        meanwhile is handed to `put`, which treats it as the re-post it is. `methods` (POST or PUT,
+        one per item) is what the history records of a creation; by default POST."""
         keys = list(dict.fromkeys((r["resourceType"], r["id"]) for r, _ in items))
         current: dict[tuple[str, str], dict[str, Any]] = dict(known or {})
         patients: dict[tuple[str, str], str | None] = {
             (r["resourceType"], r["id"]): p for r, p in items if (r["resourceType"], r["id"]) in current}
-        missing = [key for key in keys if key not in current]
-        if missing:
-            for key, (content, patient) in (await self._contents(missing)).items():
-                current[key], patients[key] = content, patient
+        state = dict(looked_up or {})
+        unread = [key for key in keys if key not in current and key not in state]
+        if unread:
+            state.update(await self.lookup(unread))
+        last: dict[tuple[str, str], int] = {}
+        for key in keys:
+            if key in state and key not in current:
+                found = state[key]
+                if found.content is not None:
+                    current[key], patients[key] = found.content, found.patient_id
+                else:
+                    last[key] = found.last_version
         fresh = {key for key in keys if key not in current}
-        last = await self._last_versions([k for k in keys if k in fresh]) if fresh else {}
         results: list[Stored] = []
+        stamp = format_instant(now)
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
-        for resource, patient_id in items:
+        for n, (resource, patient_id) in enumerate(items):
             key = (resource["resourceType"], resource["id"])
             existing = current.get(key)
             if existing is not None and same_content(existing, resource):
@@ -207,14 +231,14 @@ class Store:
                 continue
             version = _version(existing) + 1 if existing is not None else last.get(key, 0) + 1
             meta = dict(resource.get("meta") or {})
-            meta.update(versionId=str(version), lastUpdated=format_instant(now))
+            meta.update(versionId=str(version), lastUpdated=stamp)
             stored = current[key] = {**resource, "meta": meta}
             content = _dumps(stored)
             rows[key] = {"patient_id": patient_id, "version_id": version, "last_updated": now,
                          "origin": origin, "content": content}
+            method = "PUT" if existing is not None else (methods[n] if methods else "POST")
             history.append({"resource_type": key[0], "id": key[1], "version_id": version,
-                            "last_updated": now, "method": "PUT" if existing is not None else "POST",
-                            "content": content})
+                            "last_updated": now, "method": method, "content": content})
             results.append(Stored(stored, version, created=existing is None, changed=True,
                                   patient_id=patient_id, previous_patient=patients.get(key)))
             patients[key] = patient_id
@@ -238,32 +262,25 @@ class Store:
             await self.conn.execute(prebuilt(self.conn, "insert-history", lambda _: sa.insert(_h)), history)
         return results
 
-    async def contents(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """The stored contents of many (type, id) keys in one statement per 500 keys."""
-        return {key: content for key, (content, _) in (await self._contents(keys)).items()}
-
-    async def _contents(self, keys: list[tuple[str, str]]
-                        ) -> dict[tuple[str, str], tuple[dict[str, Any], str | None]]:
-        query = prebuilt(self.conn, "contents", lambda _: sa.select(
-            _r.c.resource_type, _r.c.id, _r.c.content, _r.c.patient_id).where(
-            sa.tuple_(_r.c.resource_type, _r.c.id).in_(sa.bindparam("keys", expanding=True))))
-        found: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
+    async def lookup(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Current]:
+        """What is stored under each (type, id) key, and the last version it reached (deletions
+        included: history goes on after one), in one statement per 500 keys. The keys travel as
+        one parameter (a JSON array on SQLite, two arrays on PostgreSQL), so the statement is the
+        same whatever their number and SQLAlchemy compiles it once."""
+        found: dict[tuple[str, str], Current] = {}
         for start in range(0, len(keys), 500):
-            rows = await self.conn.execute(query, {"keys": keys[start:start + 500]})
-            found.update({(row.resource_type, row.id): (orjson.loads(row.content), row.patient_id)
-                          for row in rows})
-        return found
-
-    async def _last_versions(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """The highest version each (type, id) reached before, deletions included (none: absent)."""
-        query = prebuilt(self.conn, "last-versions", lambda _: sa.select(
-            _h.c.resource_type, _h.c.id, sa.func.max(_h.c.version_id)).where(
-            sa.tuple_(_h.c.resource_type, _h.c.id).in_(sa.bindparam("keys", expanding=True)))
-            .group_by(_h.c.resource_type, _h.c.id))
-        found: dict[tuple[str, str], int] = {}
-        for start in range(0, len(keys), 500):
-            rows = await self.conn.execute(query, {"keys": keys[start:start + 500]})
-            found.update({(row[0], row[1]): int(row[2]) for row in rows})
+            chunk = list(keys[start:start + 500])
+            if self.conn.dialect.name == "postgresql":
+                query = prebuilt(self.conn, "lookup", lambda _: sa.text(_LOOKUP.format(
+                    keys="SELECT * FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]))")))
+                params: dict[str, Any] = {"types": [k[0] for k in chunk], "ids": [k[1] for k in chunk]}
+            else:
+                query = prebuilt(self.conn, "lookup", lambda _: sa.text(_LOOKUP.format(
+                    keys="SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:keys)")))
+                params = {"keys": _dumps(chunk)}
+            for row in await self.conn.execute(query, params):
+                found[(row[0], row[1])] = Current(orjson.loads(row[2]) if row[2] is not None else None,
+                                                  row[3], int(row[4] or 0))
         return found
 
     async def for_patient(self, patient_id: str, types: Iterable[str] | None = None) -> list[dict[str, Any]]:

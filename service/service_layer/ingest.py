@@ -114,16 +114,17 @@ class Ingestor:
                           ) -> list[Stored]:
         """Creates and updates with no precondition (a Bundle of PUT or POST entries), checked as
         `_apply` checks them, in a constant number of statements (`Store.put_many`)."""
-        current = await store.contents([(op.resource_type, op.resource_id) for op in operations])
+        looked_up = await store.lookup([(op.resource_type, op.resource_id) for op in operations])
         for op in operations:
-            found = current.get((op.resource_type, op.resource_id))
+            found = looked_up[(op.resource_type, op.resource_id)].content
             if found is not None and _is_pathway_output(found):
                 raise MethodNotAllowed(f"{op.resource_type}/{op.resource_id} is a pathway output; "
                                        "outputs change only by re-evaluation", ["GET"])
             if found is not None and op.is_create and not same_content(found, op.resource):
                 raise PreconditionFailed(f"{op.resource_type}/{op.resource_id} exists with other content")
         return await store.put_many([(op.resource, subject_id(op.resource)) for op in operations],
-                                    origin="input", now=now)
+                                    origin="input", now=now, looked_up=looked_up,
+                                    methods=["POST" if op.is_create else "PUT" for op in operations])
 
     async def _apply(self, store: Store, op: Write, now: datetime) -> Stored | Removed:
         current = await store.get(op.resource_type, op.resource_id) if op.resource_id else None

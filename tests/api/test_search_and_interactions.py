@@ -12,7 +12,7 @@ import pytest
 from service.adapters.store import Store
 from service.entrypoints.app import services_of
 from tests.api.test_fhir_api import LOINC, LRP, SNOMED, assert_outcome, condition, observation
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, make_settings
 
 SCENARIOS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
 
@@ -181,6 +181,25 @@ async def test_delete_removes_an_input_and_re_evaluates_the_patient(client: http
     response = await client.delete(f"/fhir/CarePlan/{plan['id']}")
     assert_outcome(response, 405, "cannot be deleted")
     assert response.headers["allow"] == "GET"
+
+
+async def test_a_bundle_recreating_deleted_resources_continues_their_history(client_for, database_url) -> None:  # type: ignore[no-untyped-def]
+    client = await client_for(make_settings(database_url))
+    await client.put("/fhir/Condition/dx-1", json=condition())
+    scores = [{**observation("72514-3", valueInteger=v), "id": f"obs-{v}"} for v in (5, 6)]
+    for score in scores:
+        await client.put(f"/fhir/Observation/{score['id']}", json=score)
+    await client.delete("/fhir/Observation/obs-5")  # obs-5: version 1, then its deletion (2)
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {**s, "valueInteger": 7}, "request": {"method": "PUT", "url": f"Observation/{s['id']}"}}
+        for s in scores] + [{"resource": {**scores[0], "id": "obs-new"}, "request": {
+            "method": "PUT", "url": "Observation/obs-new"}}]}
+    answers = (await client.post("/fhir", json=bundle)).json()["entry"]
+    assert [(a["response"]["status"], a["response"]["etag"]) for a in answers] == [
+        ("201 Created", 'W/"3"'), ("200 OK", 'W/"2"'), ("201 Created", 'W/"1"')]
+    history = (await client.get("/fhir/Observation/obs-5/_history")).json()
+    assert [(e["request"]["method"], e["response"]["etag"]) for e in history["entry"]] == [
+        ("PUT", 'W/"3"'), ("DELETE", 'W/"2"'), ("PUT", 'W/"1"')]
 
 
 async def test_batch_with_get_put_and_delete_entries(client: httpx.AsyncClient) -> None:
