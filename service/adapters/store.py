@@ -57,7 +57,7 @@ def _without_bookkeeping(resource: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in resource.items() if k != "meta"}, "meta": meta}
 
 
-def _version(stored: dict[str, Any]) -> int:
+def stored_version(stored: dict[str, Any]) -> int:
     """The versionId the store wrote into a stored resource's meta."""
     return int((stored.get("meta") or {}).get("versionId") or 0)
 
@@ -104,8 +104,11 @@ class Current:
 
 
 class Store:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, batch_audit: bool = False) -> None:
+        """`batch_audit`: audit rows are kept until `flush_audit` writes them in one statement
+        (the caller flushes before it commits)."""
         self.conn = conn
+        self._audits: list[dict[str, Any]] | None = [] if batch_audit else None
 
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql.insert(table) if self.conn.dialect.name == "postgresql"
@@ -122,11 +125,12 @@ class Store:
                       patient_id=row.patient_id)
 
     async def put(self, resource: dict[str, Any], *, origin: str, patient_id: str | None,
-                  now: datetime, method: str | None = None, existing: Stored | None | object = _UNREAD
-                  ) -> Stored:
+                  now: datetime, method: str | None = None, existing: Stored | None | object = _UNREAD,
+                  last_version: int | None = None) -> Stored:
         """Create or update by (type, id). Identical content is a no-op (idempotent re-posting).
         `method` (POST or PUT) is what the history records; by default POST for a creation.
-        `existing`: what the caller already read of this resource in this transaction."""
+        `existing` and `last_version`: what the caller already read of this resource in this
+        transaction (`lookup`)."""
         kind, rid = resource["resourceType"], resource["id"]
         if not isinstance(existing, Stored | None):
             existing = await self.get(kind, rid)
@@ -139,7 +143,9 @@ class Store:
         values = {'patient_id': patient_id, 'version_id': version, 'last_updated': now, 'origin': origin,
                       'content': _dumps(stored)}
         if existing is None:
-            version = await self._last_version(kind, rid) + 1  # after a deletion, history goes on
+            if last_version is None:
+                last_version = await self._last_version(kind, rid)
+            version = last_version + 1  # after a deletion, history goes on
             meta["versionId"] = str(version)
             values["version_id"], values["content"] = version, _dumps(stored)
             insert = prebuilt(self.conn, "insert-resource",
@@ -226,10 +232,10 @@ class Store:
             key = (resource["resourceType"], resource["id"])
             existing = current.get(key)
             if existing is not None and same_content(existing, resource):
-                results.append(Stored(existing, _version(existing), created=False, changed=False,
+                results.append(Stored(existing, stored_version(existing), created=False, changed=False,
                                       patient_id=patients.get(key), previous_patient=patients.get(key)))
                 continue
-            version = _version(existing) + 1 if existing is not None else last.get(key, 0) + 1
+            version = stored_version(existing) + 1 if existing is not None else last.get(key, 0) + 1
             meta = dict(resource.get("meta") or {})
             meta.update(versionId=str(version), lastUpdated=stamp)
             stored = current[key] = {**resource, "meta": meta}
@@ -394,8 +400,16 @@ class Store:
 
     async def audit(self, *, actor: str, action: str, patient_id: str | None, detail: Any,
                     now: datetime) -> None:
-        await self.conn.execute(prebuilt(self.conn, "insert-audit", lambda _: sa.insert(t.audit_log)), {
-            "at": now, "actor": actor, "action": action, "patient_id": patient_id, "detail": _dumps(detail)})
+        row = {"at": now, "actor": actor, "action": action, "patient_id": patient_id, "detail": _dumps(detail)}
+        if self._audits is not None:
+            self._audits.append(row)
+        else:
+            await self.conn.execute(prebuilt(self.conn, "insert-audit", lambda _: sa.insert(t.audit_log)), row)
+
+    async def flush_audit(self) -> None:
+        if self._audits:
+            rows, self._audits = self._audits, []
+            await self.conn.execute(prebuilt(self.conn, "insert-audit", lambda _: sa.insert(t.audit_log)), rows)
 
     # --- outbox ----------------------------------------------------------------------------
     async def enqueue(self, *, kind: str, destination: str, dedupe_key: str, payload: Any,

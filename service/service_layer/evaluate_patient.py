@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters import schedule
 from service.adapters.database import holds_writer, lock_patient
@@ -101,13 +101,13 @@ class PatientEvaluator:
 
     async def _evaluate(self, patient_id: str, actor: str) -> PatientEvaluated:
         async with self.engine.begin() as conn:
-            return await self.evaluate_in(conn, patient_id, actor=actor, now=self.clock())
+            return await self.evaluate_in(Store(conn), patient_id, actor=actor, now=self.clock())
 
-    async def evaluate_in(self, conn: AsyncConnection, patient_id: str, *, actor: str, now: datetime
+    async def evaluate_in(self, store: Store, patient_id: str, *, actor: str, now: datetime
                           ) -> PatientEvaluated:
         """One evaluation inside the caller's write transaction (see `GroupCommit`): it commits
         with the writes that prompted it, or not at all."""
-        store = Store(conn)
+        conn = store.conn
         await lock_patient(conn, patient_id)
         on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
         previous = {(r["resourceType"], r["id"]): r for r in on_file}

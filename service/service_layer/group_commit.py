@@ -97,7 +97,7 @@ class GroupCommit:
         now = self.ingestor.clock()
         try:
             async with self.engine.begin() as conn:
-                store = Store(conn)
+                store = Store(conn, batch_audit=True)
                 for job in group:
                     await self._apply(store, job, savepoint=len(group) > 1, now=now)
                 applied = [job for job in group if job.results is not None]
@@ -105,9 +105,10 @@ class GroupCommit:
                 await lock_keys(conn, patients)  # in one sorted statement: no deadlock between groups
                 actor = applied[0].actor if applied else "carepath"
                 for patient in patients:
-                    await self.evaluator.evaluate_in(conn, patient, actor=actor, now=now)
+                    await self.evaluator.evaluate_in(store, patient, actor=actor, now=now)
                 if not applied:
                     raise _GroupFailed  # nothing to commit: every write was refused
+                await store.flush_audit()
         except _GroupFailed:
             pass
         for job in group:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.adapters.database import lock_keys
-from service.adapters.store import Store, Stored, same_content
+from service.adapters.store import Store, Stored, same_content, stored_version
 from service.errors import InvalidResource, MethodNotAllowed, PreconditionFailed
 from service.fhir.ids import content_id, id_issues, is_fhir_id
 from service.fhir.json_rules import null_issues
@@ -127,7 +127,9 @@ class Ingestor:
                                     methods=["POST" if op.is_create else "PUT" for op in operations])
 
     async def _apply(self, store: Store, op: Write, now: datetime) -> Stored | Removed:
-        current = await store.get(op.resource_type, op.resource_id) if op.resource_id else None
+        found = (await store.lookup([(op.resource_type, op.resource_id)]))[(op.resource_type, op.resource_id)]
+        current = Stored(found.content, stored_version(found.content), created=False, changed=False,
+                         patient_id=found.patient_id) if found.content is not None else None
         if op.if_match is not None and (current is None or current.etag != op.if_match
                                         and f'W/"{current.version_id}"' != _weak(op.if_match)):
             found = f"the current version is {current.etag}" if current else "it does not exist"
@@ -154,7 +156,8 @@ class Ingestor:
             # a server-assigned id is a content hash: equal ids with different content cannot happen
             raise PreconditionFailed(f"{op.resource_type}/{op.resource_id} exists with other content")
         return await store.put(op.resource, origin="input", patient_id=subject_id(op.resource), now=now,
-                               method="POST" if op.is_create else "PUT", existing=current)
+                               method="POST" if op.is_create else "PUT", existing=current,
+                               last_version=found.last_version)
 
     async def store(self, resources: Iterable[dict[str, Any]], *, actor: str) -> list[Accepted]:
         """Commit validated resources; a patient whose data changed is marked pending."""
