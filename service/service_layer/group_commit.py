@@ -24,6 +24,7 @@ advisory lock on that patient and evaluate it once each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Sequence
@@ -117,13 +118,8 @@ class GroupCommit:
     async def _apply(self, store: Store, job: _Job, *, savepoint: bool, now: datetime) -> None:
         """One write of the group; a refusal is that write's answer (its changes undone)."""
         try:
-            if savepoint:
-                async with store.conn.begin_nested():
-                    job.results = await self.ingestor.write_in(store, job.operations, actor=job.actor,
-                                                               now=now)
-            else:
-                job.results = await self.ingestor.write_in(store, job.operations, actor=job.actor,
-                                                           now=now)
+            async with store.conn.begin_nested() if savepoint else contextlib.nullcontext():
+                job.results = await self.ingestor.write_in(store, job.operations, actor=job.actor, now=now)
         except Exception as error:  # noqa: BLE001  (the caller's own error: 412, 405, ...)
             if not savepoint:
                 job.error, job.done = error, True
