@@ -90,8 +90,8 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = name != "uvicorn.access"  # our middleware logs requests
-    structlog.configure(
-        processors=[structlog.stdlib.add_logger_name, *SHARED,
+    structlog.configure(  # filter_by_level first: a line below the level costs a level check only
+        processors=[structlog.stdlib.filter_by_level, structlog.stdlib.add_logger_name, *SHARED,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger, cache_logger_on_first_use=False)

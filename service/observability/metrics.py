@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -28,6 +30,7 @@ class Metrics:
                                    ["pathway", "rule", "outcome"], registry=self.registry)
         self.patients = Counter("carepath_patient_evaluations", "Patient evaluations by urgency",
                                 ["urgency"], registry=self.registry)
+        self._rule_counters: dict[tuple[str, str, str], Any] = {}
         self.outbox = OutboxCollector()
         self.registry.register(self.outbox)
         self.schedule = ScheduleCollector()
@@ -35,16 +38,28 @@ class Metrics:
 
     async def on_evaluated(self, _: Store, event: PatientEvaluated, now: datetime) -> None:
         """PatientEvaluator listener: count outcomes and log the decision without PHI."""
+        log = logger()
+        logging_info = logging.getLogger("carepath").isEnabledFor(logging.INFO)
         for decision in event.decisions:
             e = decision.evaluation
             pathway = f"{e.pathway_id}|{e.pathway_version}"
             for result in e.results:
-                self.evaluations.labels(pathway, result.rule_id, result.outcome.value).inc()
+                self._rule_counter(pathway, result.rule_id, result.outcome.value).inc()
             urgency = e.plan.urgency.priority if e.plan.urgency else "none"
             self.patients.labels(urgency).inc()
-            logger().info("evaluated", patient=phi_safe(event.patient_id), pathway=pathway,
-                          urgency=urgency, met=[r.rule_id for r in e.results if r.met],
-                          changes=len(event.changes))
+            if logging_info:  # phi_safe (an HMAC) and the line's fields only when it is written
+                log.info("evaluated", patient=phi_safe(event.patient_id), pathway=pathway,
+                         urgency=urgency, met=[r.rule_id for r in e.results if r.met],
+                         changes=len(event.changes))
+
+    def _rule_counter(self, pathway: str, rule: str, outcome: str) -> Any:
+        """The counter of one (pathway, rule, outcome), looked up once (`labels` takes a lock and
+        validates the labels on every call; an evaluation counts ten results)."""
+        key = (pathway, rule, outcome)
+        counter = self._rule_counters.get(key)
+        if counter is None:
+            counter = self._rule_counters[key] = self.evaluations.labels(pathway, rule, outcome)
+        return counter
 
     async def refresh(self, engine: AsyncEngine, now: datetime | None = None) -> None:
         """Read the outbox counts, its oldest undelivered age and the schedule backlog just before
