@@ -103,12 +103,14 @@ class PatientEvaluator:
         async with self.engine.begin() as conn:
             return await self.evaluate_in(Store(conn), patient_id, actor=actor, now=self.clock())
 
-    async def evaluate_in(self, store: Store, patient_id: str, *, actor: str, now: datetime
-                          ) -> PatientEvaluated:
+    async def evaluate_in(self, store: Store, patient_id: str, *, actor: str, now: datetime,
+                          locked: bool = False) -> PatientEvaluated:
         """One evaluation inside the caller's write transaction (see `GroupCommit`): it commits
-        with the writes that prompted it, or not at all."""
+        with the writes that prompted it, or not at all. `locked`: the caller already holds the
+        patient's lock in this transaction (`lock_keys`)."""
         conn = store.conn
-        await lock_patient(conn, patient_id)
+        if not locked:
+            await lock_patient(conn, patient_id)
         on_file = await store.for_patient(patient_id, INPUT_TYPES | OUTPUT_TYPES)
         previous = {(r["resourceType"], r["id"]): r for r in on_file}
         event = PatientEvaluated(patient_id, [])

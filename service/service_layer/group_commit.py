@@ -106,7 +106,7 @@ class GroupCommit:
                 await lock_keys(conn, patients)  # in one sorted statement: no deadlock between groups
                 actor = applied[0].actor if applied else "carepath"
                 for patient in patients:
-                    await self.evaluator.evaluate_in(store, patient, actor=actor, now=now)
+                    await self.evaluator.evaluate_in(store, patient, actor=actor, now=now, locked=True)
                 if not applied:
                     raise _GroupFailed  # nothing to commit: every write was refused
                 await store.flush_audit()
