@@ -90,7 +90,10 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         def _connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk (fsync of the WAL) before the response says so, also across
+            # a power loss; NORMAL would only survive a crash of this process. Its cost (one fsync,
+            # ~2.5 ms wall here) is paid once per group commit, not per write.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -58,3 +58,19 @@ async def test_concurrent_posts_for_one_patient_give_one_consistent_care_plan(cl
     requests = (await client.get("/fhir/ServiceRequest", params={"subject": "Patient/p1"})).json()
     keys = [e["resource"]["identifier"][0]["value"] for e in requests["entry"]]
     assert len(keys) == len(set(keys)) == 1
+
+
+async def test_sqlite_commits_reach_the_disk_before_the_answer(sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    """WAL with synchronous=FULL: each commit fsyncs the log, so an accepted write survives a power
+    loss too (NORMAL survives only a crash of the process)."""
+    import sqlalchemy as sa
+
+    from service.adapters.database import create_engine
+
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(sa.text("PRAGMA synchronous"))).scalar() == 2  # FULL
+    finally:
+        await engine.dispose()
