@@ -6,7 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from service.adapters.database import create_engine
 from service.adapters.store import Store
 from service.entrypoints.app import services_of
 from service.service_layer.pending import evaluate_pending
@@ -63,10 +65,6 @@ async def test_concurrent_posts_for_one_patient_give_one_consistent_care_plan(cl
 async def test_sqlite_commits_reach_the_disk_before_the_answer(sqlite_url) -> None:  # type: ignore[no-untyped-def]
     """WAL with synchronous=FULL: each commit fsyncs the log, so an accepted write survives a power
     loss too (NORMAL survives only a crash of the process)."""
-    import sqlalchemy as sa
-
-    from service.adapters.database import create_engine
-
     engine = create_engine(sqlite_url)
     try:
         async with engine.connect() as conn:
