@@ -17,6 +17,7 @@ skipped; the walk itself is then dict lookups. The invariants that fire on nearl
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from functools import cache
@@ -44,6 +45,7 @@ class _Definitions:
         self.primitives = {k: re.compile(f"^(?:{v})$", re.ASCII) if v else None for k, v in data["primitives"].items()}
         self._children: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
         self._shapes: dict[tuple[str, str], _Shape] = {}
+        self.element_shape = self.shape("Element", "Element")  # what a primitive's `_name` holds
 
     def children(self, type_name: str, path: str) -> dict[str, tuple[str, dict[str, Any]]]:
         """Property name -> (element path, definition); choice elements under each typed name."""
@@ -141,13 +143,6 @@ def _true_when_empty(key: str, path: str) -> bool:
         return False
 
 
-def _vacuous(key: str, path: str, present: set[str]) -> bool:
-    """An invariant that holds on an empty node holds on one lacking every element it names (a
-    shortcut: evaluating FHIRPath is most of the cost of validation)."""
-    names = _names(key)
-    return names is not None and not (names & present) and _true_when_empty(key, path)
-
-
 _PRIMITIVE, _RESOURCE, _COMPLEX, _OTHER = range(4)
 
 
@@ -162,7 +157,8 @@ class _Invariant:
         self.message = f"{key}: {d.invariants[key][1]}"
         self.native: Native | None = native(key, d.invariants[key][0])
         names = _names(key)
-        # it holds on a node lacking every element it names (see `_vacuous`)
+        # An invariant that holds on an empty node holds on one lacking every element it names: it
+        # is skipped unless the node has one of them (evaluating FHIRPath is costly).
         self.skip_unless = names if names is not None and _true_when_empty(key, path) else None
 
 
@@ -170,8 +166,8 @@ class _Child:
     """What the walk needs about one JSON property name (`status`, `_status`, `valueQuantity`)."""
 
     __slots__ = ("base_name", "binding", "code_values", "coded", "choice", "element_path", "kind", "max_text",
-                 "maximum", "minimum", "name", "owner", "path", "repeats", "targets", "type_code", "underscore",
-                 "_shape")
+                 "maximum", "minimum", "name", "owner", "path", "pattern", "repeats", "targets", "type_code",
+                 "underscore", "_shape")
 
     def __init__(self, d: _Definitions, type_name: str, name: str, base_name: str, element_path: str,
                  definition: dict[str, Any]) -> None:
@@ -189,6 +185,8 @@ class _Child:
         if element_path == f"{type_name}.id" and type_name in d.resources:
             type_code = "id"  # R4 types Resource.id as System.String; the spec requires the id format
         self.type_code = type_code
+        # the format of a type whose JSON is a string (the numbers, boolean and xhtml go by `primitive`)
+        self.pattern = d.primitives.get(type_code) if type_code not in _NUMBER and type_code != "boolean" else None
         self.binding: str | None = definition.get("binding")
         self.code_values = d.value_sets[self.binding] if self.binding and type_code == "code" else None
         self.coded = self.binding if self.binding and type_code in ("Coding", "CodeableConcept") else None
@@ -244,6 +242,7 @@ class _Shape:
             for json_name in (name, "_" + name):
                 self.children[json_name] = _Child(d, type_name, json_name, name, element_path, definition)
                 self.element_names[json_name] = _element_name(json_name)
+        self.element_names["resourceType"] = _element_name("resourceType")
         self.required = [(name, f"{name} is required (min {definition['min']})")
                          for name, (element_path, definition) in children.items()
                          if definition.get("min", 0) > 0 and not element_path.endswith("[x]")]
@@ -263,7 +262,7 @@ class _Walker:
         self.d = d
         self.root = root
         self.issues: list[Issue] = []
-        self.element_shape = d.shape("Element", "Element")
+        self.element_shape = d.element_shape
 
     def add(self, where: str, message: str, code: str = "structure") -> None:
         self.issues.append(Issue(where, message, code))
@@ -340,7 +339,13 @@ class _Walker:
             return
         kind = child.kind
         if kind == _PRIMITIVE:
-            self.primitive(item, child.type_code, where)
+            if child.pattern is not None and isinstance(item, str):  # a string type: what `primitive` does
+                if not item.strip():
+                    self.add(where, "an empty string is not a value; leave the element out instead", "value")
+                elif not child.pattern.match(item):
+                    self.add(where, f"{item!r} is not a valid {child.type_code}", "value")
+            else:
+                self.primitive(item, child.type_code, where)
             if child.code_values is not None and isinstance(item, str) and item not in child.code_values:
                 self.add(where, f"{item!r} is not in the required value set {child.binding}", "code-invalid")
             return
@@ -383,7 +388,7 @@ class _Walker:
         elif isinstance(item, bool):
             text = "true" if item else "false"
         elif isinstance(item, float):
-            text = str(int(item)) if item.is_integer() else json.dumps(item)
+            text = str(int(item)) if item.is_integer() else repr(item) if math.isfinite(item) else json.dumps(item)
         else:
             text = str(item)  # an int: as json.dumps writes it
         pattern = self.d.primitives.get(type_code)
