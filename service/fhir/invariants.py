@@ -2,7 +2,8 @@
 
 Evaluating FHIRPath with fhirpathpy is most of the cost of validation (tens of µs per expression),
 and a handful of invariants (ref-1 on every Reference, qty-3 on every Quantity, per-1, obs-6,
-obs-7, con-4, con-5, ext-1) account for almost all evaluations. Each native form here reads the
+obs-7, con-4, con-5, ext-1; dom-2..dom-5 on every resource with contained resources) account for
+almost all evaluations. Each native form here reads the
 JSON the way fhirpathpy navigates it and answers only where that is certain: True (the invariant
 holds, or fhirpathpy would not give the single result `false` that makes it an error), False (it
 is violated), or None (undecided: the caller evaluates the FHIRPath with fhirpathpy). A native
@@ -152,6 +153,61 @@ def con_5(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | 
                    and c.get("code") == "entered-in-error" for c in codings)
 
 
+def _contained(node: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The contained resources when they are a plain JSON array of objects; None otherwise."""
+    contained = node.get("contained")
+    if "_contained" in node or not isinstance(contained, list | None):
+        return None
+    if contained is None:
+        return []
+    return contained if all(isinstance(c, dict) for c in contained) else None
+
+
+def _metas(node: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """`contained.meta` when every one is a plain JSON object; None otherwise."""
+    contained = _contained(node)
+    if contained is None or any("_meta" in c or not isinstance(c.get("meta", {}), dict) for c in contained):
+        return None
+    return [c["meta"] for c in contained if "meta" in c]
+
+
+def dom_2(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | None:
+    """contained.contained.empty()"""
+    contained = _contained(node)
+    return None if contained is None else not any(_exists(c, "contained") for c in contained)
+
+
+def dom_3(node: dict[str, Any], _path: str, context: dict[str, Any]) -> bool | None:
+    """contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical)
+    | ...)) or ...).not()).trace('unmatched', id).empty()
+
+    Not enforced, as validation never has: for every contained resource fhirpathpy evaluates
+    `%resource.descendants().as(canonical)`, and its as() refuses a collection of more than one
+    item (ValueError), which the descendants of a resource (its resourceType and what it contains)
+    always are. Where it would evaluate it (some contained resource, a %resource with two
+    children or more) this answers True; the differential test keeps that true of the installed
+    fhirpathpy."""
+    if not _exists(node, "contained"):
+        return True  # where() over nothing: empty, so .empty() is true
+    resource = context["resource"]
+    if not isinstance(resource, dict):
+        return None
+    children = sum(len(value) if isinstance(value, list) else 1 for value in resource.values())
+    return True if children >= 2 else None
+
+
+def dom_4(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | None:
+    """contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"""
+    metas = _metas(node)
+    return None if metas is None else not any(_exists(m, "versionId") or _exists(m, "lastUpdated") for m in metas)
+
+
+def dom_5(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | None:
+    """contained.meta.security.empty()"""
+    metas = _metas(node)
+    return None if metas is None else not any(_exists(m, "security") for m in metas)
+
+
 NATIVE: dict[str, tuple[str, Native]] = {  # invariant key -> (the expression it implements, native form)
     "ref-1": ("reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
               "%rootResource.contained.id.trace('ids'))", ref_1),
@@ -165,6 +221,14 @@ NATIVE: dict[str, tuple[str, Native]] = {  # invariant key -> (the expression it
               "condition-clinical' and (code='resolved' or code='remission' or code='inactive')).exists()", con_4),
     "con-5": ("verificationStatus.coding.where(system='http://terminology.hl7.org/CodeSystem/condition-ver-status' "
               "and code='entered-in-error').empty() or clinicalStatus.empty()", con_5),
+    "dom-2": ("contained.contained.empty()", dom_2),
+    "dom-3": ("contained.where((('#'+id in (%resource.descendants().reference | "
+              "%resource.descendants().as(canonical) | %resource.descendants().as(uri) | "
+              "%resource.descendants().as(url))) or descendants().where(reference = '#').exists() or "
+              "descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#')"
+              ".exists()).not()).trace('unmatched', id).empty()", dom_3),
+    "dom-4": ("contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()", dom_4),
+    "dom-5": ("contained.meta.security.empty()", dom_5),
 }
 
 
