@@ -3,7 +3,8 @@
 Evaluating FHIRPath with fhirpathpy is most of the cost of validation (tens of µs per expression),
 and a handful of invariants (ref-1 on every Reference, qty-3 on every Quantity, per-1, obs-6,
 obs-7, con-4, con-5, ext-1; dom-2..dom-5 on every resource with contained resources) account for
-almost all evaluations. Each native form here reads the
+almost all evaluations. Those made only of `name.exists()`/`name.empty()` terms joined by `or`
+(qty-3, obs-6 and 44 more) share one native form (`existence`). Each native form here reads the
 JSON the way fhirpathpy navigates it and answers only where that is certain: True (the invariant
 holds, or fhirpathpy would not give the single result `false` that makes it an error), False (it
 is violated), or None (undecided: the caller evaluates the FHIRPath with fhirpathpy). A native
@@ -14,6 +15,7 @@ and mutations of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,18 @@ def _some(value: Any) -> bool:
 def _exists(node: dict[str, Any], name: str) -> bool:
     """`name.exists()` for a non-choice element (its `_name` sibling yields nodes too)."""
     return _some(node.get(name)) or _some(node.get("_" + name))
+
+
+def _typed(node: dict[str, Any], path: str) -> str | None:
+    """The path fhirpathpy types `node` by: its resourceType, when it has one (None when that is
+    not a string), else the element path."""
+    kind = node.get("resourceType", path) if "resourceType" in node else path
+    return kind if isinstance(kind, str) else None
+
+
+def _is_choice(path: str, name: str) -> bool:
+    child = f"{path}.{name}"
+    return bool(_MODEL["choiceTypePaths"].get(_MODEL["pathsDefinedElsewhere"].get(child, child)))
 
 
 def _choice_exists(node: dict[str, Any], path: str, name: str) -> bool:
@@ -72,26 +86,20 @@ def ref_1(node: dict[str, Any], _path: str, context: dict[str, Any]) -> bool | N
     return reference[1:] in ids
 
 
-def qty_3(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | None:
-    """code.empty() or system.exists()"""
-    return not _exists(node, "code") or _exists(node, "system")
-
-
-def obs_6(node: dict[str, Any], path: str, _context: dict[str, Any]) -> bool | None:
-    """dataAbsentReason.empty() or value.empty()"""
-    return not _exists(node, "dataAbsentReason") or not _choice_exists(node, path, "value")
-
-
 def obs_7(node: dict[str, Any], path: str, _context: dict[str, Any]) -> bool | None:
     """value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()"""
-    if not _exists(node, "component") or not _choice_exists(node, path, "value"):
+    typed = _typed(node, path)
+    if typed is None:
+        return None
+    if not _exists(node, "component") or not _choice_exists(node, typed, "value"):
         return True
     return None
 
 
 def ext_1(node: dict[str, Any], path: str, _context: dict[str, Any]) -> bool | None:
     """extension.exists() != value.exists()"""
-    return _exists(node, "extension") != _choice_exists(node, path, "value")
+    typed = _typed(node, path)
+    return None if typed is None else _exists(node, "extension") != _choice_exists(node, typed, "value")
 
 
 def per_1(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | None:
@@ -132,7 +140,10 @@ def _codings(node: dict[str, Any], name: str) -> list[dict[str, Any]] | None:
 def con_4(node: dict[str, Any], path: str, _context: dict[str, Any]) -> bool | None:
     """abatement.empty() or clinicalStatus.coding.where(system='...condition-clinical' and
     (code='resolved' or code='remission' or code='inactive')).exists()"""
-    if not _choice_exists(node, path, "abatement"):
+    typed = _typed(node, path)
+    if typed is None:
+        return None
+    if not _choice_exists(node, typed, "abatement"):
         return True
     codings = _codings(node, "clinicalStatus")
     if codings is None:
@@ -211,8 +222,6 @@ def dom_5(node: dict[str, Any], _path: str, _context: dict[str, Any]) -> bool | 
 NATIVE: dict[str, tuple[str, Native]] = {  # invariant key -> (the expression it implements, native form)
     "ref-1": ("reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
               "%rootResource.contained.id.trace('ids'))", ref_1),
-    "qty-3": ("code.empty() or system.exists()", qty_3),
-    "obs-6": ("dataAbsentReason.empty() or value.empty()", obs_6),
     "obs-7": ("value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
               obs_7),
     "ext-1": ("extension.exists() != value.exists()", ext_1),
@@ -232,7 +241,29 @@ NATIVE: dict[str, tuple[str, Native]] = {  # invariant key -> (the expression it
 }
 
 
+_TERM = r"([a-z][A-Za-z0-9]*)\.(exists|empty)\(\)"
+_EXISTENCE = re.compile(rf"{_TERM}(?: or {_TERM})*")
+
+
+def existence(expression: str) -> Native | None:
+    """The native form of an invariant that is only `name.exists()` / `name.empty()` terms joined by
+    `or` (46 of R4's, e.g. qty-3 `code.empty() or system.exists()`, obs-6, cpt-2, pat-1, obs-3):
+    each term is one boolean, so the result is whether any term is true."""
+    if not _EXISTENCE.fullmatch(expression):
+        return None
+    terms = [(name, how == "exists") for name, how in re.findall(_TERM, expression)]
+
+    def holds(node: dict[str, Any], path: str, _context: dict[str, Any]) -> bool | None:
+        typed = _typed(node, path)
+        if typed is None:
+            return None
+        return any((_choice_exists(node, typed, name) if _is_choice(typed, name) else _exists(node, name)) == exists
+                   for name, exists in terms)
+
+    return holds
+
+
 def native(key: str, expression: str) -> Native | None:
     """The native form of invariant `key`, if there is one for exactly this expression."""
     found = NATIVE.get(key)
-    return found[1] if found is not None and found[0] == expression else None
+    return found[1] if found is not None and found[0] == expression else existence(expression)

@@ -5,15 +5,18 @@ when fhirpathpy's result is `false`."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
 
-from service.fhir.invariants import NATIVE, native
+from service.fhir.invariants import NATIVE, existence, native
 from service.fhir.validation import _compiled, _element_name, _Invariant, _names, _Shape, _Walker, definitions
 from tests.conftest import ROOT
 
@@ -91,7 +94,8 @@ def _variants(key: str, node: dict[str, Any], root: dict[str, Any]) -> Iterator[
                  [{"verificationStatus": {"coding": CODINGS[1:3] + CODINGS[:1]}}, {"clinicalStatus": {"text": "x"}},
                   {"verificationStatus": {"text": "x"}}, {"verificationStatus": {"coding": [{"code": 7}]}}],
     }
-    for extra in extras.get(key, []):
+    for extra in extras.get(key, []) + [{"resourceType": "Observation"}, {"resourceType": "Extension"},
+                                        {"resourceType": 7}]:
         yield {**node, **extra}, root
     if key.startswith("dom-"):
         inner = {"resourceType": "Patient", "id": "p9"}
@@ -155,8 +159,46 @@ def test_every_native_invariant_gives_fhirpathpys_verdict_on_the_corpora_and_the
     assert not wrong, wrong[:5]
     # every native form was met, and each found both an element that holds and one that violates it
     # (but obs-7, which leaves components to fhirpathpy, and dom-3, which fhirpathpy cannot evaluate)
-    for key in NATIVE:
+    for key in [*NATIVE, "qty-3", "obs-6", "cpt-2", "obs-3"]:
         assert decided[(key, True)] and (decided[(key, False)] or key in ("obs-7", "dom-3")), key
+
+
+STATES: list[Any] = ["x", {"a": 1}, [], [None], None, 0]
+
+
+def test_every_existence_invariant_gives_fhirpathpys_verdict_wherever_it_applies() -> None:
+    """The 46 invariants made of `name.exists()`/`name.empty()` terms joined by `or` share one native
+    form: on every element path that carries one, each combination of its elements absent or
+    given (plainly, as odd JSON, as a `_name` sibling, as a choice type) gets fhirpathpy's verdict."""
+    d = definitions()
+    choices = models["r4"]["choiceTypePaths"]
+    checked: Counter[bool] = Counter()
+    for elements in d.types.values():
+        for path, element in elements.items():
+            for key in element.get("invariants", ()):
+                form = existence(d.invariants[key][0])
+                check = _compiled(key)
+                if form is None or check is None:
+                    continue
+                names = sorted(set(re.findall(r"([a-z][A-Za-z0-9]*)\.(?:exists|empty)", d.invariants[key][0])))
+                options: list[list[dict[str, Any]]] = []
+                for name in names:
+                    types = choices.get(f"{path}.{name}") or []
+                    keys = [name + t for t in types[:2]] + [f"_{name}{types[0]}"] if types else [name, "_" + name]
+                    options.append([{}] + [{k: state} for k in keys for state in STATES])
+                combinations = itertools.product(*options)
+                for combination in itertools.islice(combinations, 400):
+                    node = {k: v for part in combination for k, v in part.items()}
+                    for variant in (node, {**node, "resourceType": "Observation"}):
+                        verdict = form(variant, path, {})
+                        assert verdict is not None
+                        try:
+                            result = check(ResourceNode.create_node(variant, path), {})
+                        except Exception:  # noqa: BLE001
+                            result = None
+                        assert (verdict is False) == (result == [False]), (key, path, variant, verdict, result)
+                        checked[verdict] += 1
+    assert checked[True] and checked[False]
 
 
 def test_a_native_form_is_used_only_for_the_expression_it_was_written_for() -> None:
@@ -166,3 +208,5 @@ def test_a_native_form_is_used_only_for_the_expression_it_was_written_for() -> N
         assert _compiled(key) is not None, key
         assert native(key, expression) is NATIVE[key][1]
         assert native(key, expression + " or true") is None  # a changed expression goes to fhirpathpy
+    assert native("qty-3", "code.empty() or system.exists()") is not None
+    assert native("qty-3", "code.empty() or system.exists() or true") is None
