@@ -47,8 +47,8 @@ class JwtVerifier:
             raise Unauthorized("missing bearer JWT (Authorization: Bearer <JWT>)")
         token = token.strip()
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            unread = jwt.decode_complete(token, options={"verify_signature": False})  # one parse for both
+            header, unverified = unread["header"], unread["payload"]
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"malformed JWT: {exc}") from exc
         alg = _text(header, "alg", "header")
