@@ -2,8 +2,11 @@
 
 The whole HTTP path: ES384 JWT verification (JWKS file) with the jti replay insert, request
 parsing, validation of the prefetched resources the pathway can use, the pathway evaluation and the
-cards. 200 Observations, one Condition, the Patient. `python -m bench` reports it; this module can
-also be run alone: `python -m bench.cds_patient_view [runs]` (in-process, SQLite).
+cards. 200 Observations, one Condition, the Patient. A chart opened again sends the same prefetch,
+and what was made of it (verdicts, facts) is remembered by its content, so only the first call per
+patient validates; `cold` sends new contents on every call, the path of a prefetch never seen.
+`python -m bench` reports it; this module can also be run alone:
+`python -m bench.cds_patient_view [runs]` (in-process, SQLite).
 """
 
 from __future__ import annotations

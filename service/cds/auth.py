@@ -4,7 +4,6 @@ algorithms (ES384/RS384 recommended by the spec); `none` and HMAC are refused.""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from datetime import UTC, datetime
@@ -13,19 +12,15 @@ from typing import Any
 
 import httpx
 import jwt
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.adapters.tables import jwt_replay
+from service.cds.jti_ledger import JtiLedger
 from service.errors import Unauthorized
 
 ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "ES512", "RS256", "RS512", "PS384", "PS256", "PS512"})
 _JKU_TTL = 300.0
 _LEEWAY = 30
 MAX_LIFETIME = 3600  # seconds; CDS Hooks asks for 5 minutes, so an hour is generous
-_PURGE_EVERY = 60.0
 
 
 class JwtVerifier:
@@ -40,7 +35,8 @@ class JwtVerifier:
         self.allowed_jku = set(allowed_jku)
         self._jku_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._file_cache: tuple[float, dict[str, Any]] | None = None
-        self._purge_after = 0.0
+        self._keys: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}  # (kid, alg): (JWK, key)
+        self._ledger = JtiLedger(engine)
 
     async def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """The verified claims, or Unauthorized naming what is wrong."""
@@ -51,8 +47,8 @@ class JwtVerifier:
             raise Unauthorized("missing bearer JWT (Authorization: Bearer <JWT>)")
         token = token.strip()
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            unread = jwt.decode_complete(token, options={"verify_signature": False})  # one parse for both
+            header, unverified = unread["header"], unread["payload"]
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"malformed JWT: {exc}") from exc
         alg = _text(header, "alg", "header")
@@ -93,11 +89,21 @@ class JwtVerifier:
             raise Unauthorized("no JWKS for this issuer: configure CAREPATH_CDS_JWKS_FILE or send jku")
         for candidate in jwks.get("keys") or []:
             if isinstance(candidate, dict) and candidate.get("kid") == kid:
-                try:
-                    return jwt.PyJWK(candidate, algorithm=alg).key
-                except jwt.PyJWTError as exc:
-                    raise Unauthorized(f"JWKS key {kid!r} does not fit {alg}: {exc}") from exc
+                return self._public_key(candidate, kid, alg)
         raise Unauthorized(f"no key {kid!r} in the issuer's JWKS")
+
+    def _public_key(self, jwk: dict[str, Any], kid: str, alg: str) -> Any:
+        """The key a JWK describes, built once for each JWKS document read (a new document, from
+        a changed file or a refetched `jku`, has new entries and so gets its keys built anew)."""
+        built = self._keys.get((kid, alg))
+        if built is not None and built[0] is jwk:
+            return built[1]
+        try:
+            key = jwt.PyJWK(jwk, algorithm=alg).key
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"JWKS key {kid!r} does not fit {alg}: {exc}") from exc
+        self._keys[(kid, alg)] = (jwk, key)
+        return key
 
     async def _fetch_jwks(self, url: str) -> dict[str, Any]:
         cached = self._jku_cache.get(url)
@@ -121,18 +127,8 @@ class JwtVerifier:
         return self._file_cache[1]
 
     async def _single_use(self, issuer: str, jti: str, exp: int) -> None:
-        """Record the jti; a second use within its lifetime is a replay (expired rows are purged)."""
-        now = datetime.now(UTC)
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        digest = hashlib.sha256(f"{issuer}\n{jti}".encode()).hexdigest()
-        async with self.engine.begin() as conn:
-            if time.monotonic() >= self._purge_after:  # expired rows go once a minute, not per call
-                await conn.execute(sa.delete(jwt_replay).where(jwt_replay.c.expires_at < now))
-                self._purge_after = time.monotonic() + _PURGE_EVERY
-            result = await conn.execute(insert(jwt_replay).values(
-                jti=digest, issuer=issuer[:500],
-                expires_at=datetime.fromtimestamp(exp + _LEEWAY, UTC)).on_conflict_do_nothing())
-        if not result.rowcount:
+        """Record the jti; a second use within its lifetime is a replay (see `JtiLedger`)."""
+        if not await self._ledger.first_use(issuer, jti, datetime.fromtimestamp(exp + _LEEWAY, UTC)):
             raise Unauthorized("JWT replayed (jti already used)")
 
 

@@ -56,7 +56,12 @@ async def invoke(services: Services, service: CdsService, request: HookRequestIn
     if service.hook != "patient-view":
         add_draft_orders(services, request, inputs)
     pathway = services.pathway
-    decision = decide(pathway, request.context.patientId, inputs.resources, services.clock())
+    # The facts are remembered with the prefetch when the prefetch is all there is to read.
+    memo = inputs.admitted if service.hook == "patient-view" and not inputs.stored_keys else None
+    decision = decide(pathway, request.context.patientId, inputs.resources, services.clock(),
+                      facts=memo.facts if memo else None)
+    if memo is not None:
+        memo.facts = decision.facts
     ctx = CardContext(pathway, request.hookInstance,
                       resources={f"{r['resourceType']}/{r.get('id')}": r for r in inputs.resources},
                       base_url=services.settings.base_url, stored_keys=inputs.stored_keys,

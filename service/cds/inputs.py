@@ -4,7 +4,9 @@ For each prefetch key: what the EHR prefetched; else the same query fetched from
 `fhirServer`; else (no `fhirServer` given) what Carepath holds for the patient, received through
 its FHIR API and webhooks. `412` only when none of these can supply it; supporting keys
 (medications) that no source has are left out and the card says so. Prefetched and fetched
-resources are validated as input is; the stored record was validated when it arrived.
+resources are validated as input is; the stored record was validated when it arrived. What was
+made of a prefetch is remembered by its content (see `admitted`): a chart opened again is not
+validated again.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from typing import Any
 from service.adapters.store import Store
 from service.bootstrap import Services
 from service.cds import prefetch
+from service.cds.admitted import Admitted, AdmittedPrefetches, Position
 from service.cds.draft_orders import DraftOrder, read_draft_orders
 from service.cds.models import HookRequestIn
 from service.cds.relevance import usable
 from service.errors import MalformedBody, PreconditionFailed
 from service.fhir.models import INPUT_TYPES, Issue
 from service.fhir.normalize import subject_id
+
+_REMEMBERED = 256  # prefetches (patients' charts) whose verdicts are kept
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Inputs:
     drafts: list[DraftOrder] = field(default_factory=list)
     stored_keys: list[str] = field(default_factory=list)  # keys answered from Carepath's own record
     unavailable: list[str] = field(default_factory=list)  # supporting keys no source could answer
+    admitted: Admitted | None = None  # the verdicts on the prefetch (remembered by its content)
 
 
 async def gather(services: Services, request: HookRequestIn) -> Inputs:
@@ -61,16 +67,46 @@ async def gather(services: Services, request: HookRequestIn) -> Inputs:
             raise PreconditionFailed(
                 f"prefetch {', '.join(missing)} missing, no fhirServer to fetch it from, and Carepath "
                 "holds no data for this patient")
+    contents = {key: prefetch.resources_of(values.get(key)) for key in prefetch.TEMPLATES}
+    memory = _memory(services)
+    digest = memory.digest(patient_id, [values.get(key) for key in prefetch.TEMPLATES])
+    admitted = memory.get(digest) if digest is not None else None
+    if admitted is None:
+        admitted = _admit_all(services, contents, patient_id)
+        if digest is not None:
+            memory.add(digest, admitted)
+    inputs.resources += [contents[key][i] for key, i in admitted.kept]
+    inputs.skipped += admitted.skipped
+    inputs.admitted = admitted
+    return inputs
+
+
+def _memory(services: Services) -> AdmittedPrefetches:
+    memory = services.extras.get("cds_admitted")
+    if memory is None:
+        memory = services.extras["cds_admitted"] = AdmittedPrefetches(_REMEMBERED)
+    return memory  # type: ignore[no-any-return]
+
+
+def _admit_all(services: Services, contents: dict[str, list[Any]], patient_id: str) -> Admitted:
+    """The prefetched resources the pathway can use and that validation accepts, and why the
+    others it could use were refused."""
     concepts = [p.concepts for p in services.pathways.values()]
-    for key in prefetch.TEMPLATES:
-        for i, resource in enumerate(prefetch.resources_of(values.get(key))):
+    kept: list[Position] = []
+    skipped: list[str] = []
+    for key, resources in contents.items():
+        for i, resource in enumerate(resources):
             if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
                     and resource["resourceType"] not in INPUT_TYPES:
                 continue  # a type this pathway version does not read (yet): not evidence
             if not usable(resource, concepts):
                 continue  # coded outside every pathway concept: validating it changes nothing
-            _admit(services, inputs, resource, f"prefetch.{key}[{i}]", patient_id)
-    return inputs
+            problem = _refusal(services, resource, f"prefetch.{key}[{i}]", patient_id)
+            if problem:
+                skipped.append(problem)
+            else:
+                kept.append((key, i))
+    return Admitted(tuple(kept), tuple(skipped))
 
 
 async def _stored(services: Services, patient_id: str) -> list[dict[str, Any]]:
@@ -98,14 +134,11 @@ def add_draft_orders(services: Services, request: HookRequestIn, inputs: Inputs)
     inputs.resources = kept + [d.resource for d in inputs.drafts]
 
 
-def _admit(services: Services, inputs: Inputs, resource: Any, where: str, patient_id: str) -> bool:
+def _refusal(services: Services, resource: Any, where: str, patient_id: str) -> str | None:
+    """Why a prefetched resource cannot be used (None: it can)."""
     problems = services.ingestor.problems(resource, where + ".")
     if problems:
-        inputs.skipped.append(f"{problems[0].expression}: {problems[0].message}")
-        return False
-    owner = subject_id(resource)
-    if owner not in (None, patient_id):
-        inputs.skipped.append(f"{where}: belongs to another patient")
-        return False
-    inputs.resources.append(resource)
-    return True
+        return f"{problems[0].expression}: {problems[0].message}"
+    if subject_id(resource) not in (None, patient_id):
+        return f"{where}: belongs to another patient"
+    return None

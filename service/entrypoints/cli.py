@@ -141,7 +141,7 @@ def _serve() -> int:
     import uvicorn
 
     from service.entrypoints.app import create_app
-    from service.entrypoints.server import config
+    from service.entrypoints.server import config, tune_garbage_collector
     from service.entrypoints.startup import check_database, load_settings
     from service.observability.logs import configure_logging
 
@@ -149,6 +149,7 @@ def _serve() -> int:
     app = create_app(settings)  # validates the pathway files first
     check_database(settings.database_url)
     configure_logging(settings.log_level)
+    tune_garbage_collector()
     uvicorn.Server(config(app, settings.host, settings.port, settings.log_level)).run()
     return 0
 

@@ -5,6 +5,7 @@ still close the connection, as the framing of anything after it is unknown)."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -47,3 +48,14 @@ def http_protocol() -> type[Any]:
 def config(app: Any, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), log_config=None,
                           http=http_protocol())
+
+
+def tune_garbage_collector() -> None:
+    """For a long-running server: what start-up built (the app, its pathways) is moved out of the
+    collector's sight, and a collection starts after 10,000 net new container objects rather than
+    700. A 100 KB CDS request alone parses into some 10,000 dicts and lists, so at the default a
+    few collections ran inside every call, and the full ones walked every object the app holds:
+    about 2 ms of CPU per CDS call, measured. Reference cycles are still collected, only later."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])

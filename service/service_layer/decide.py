@@ -24,9 +24,11 @@ class Decision:
 
 
 def decide(pathway: Pathway, patient_id: str, resources: Iterable[dict[str, Any]], now: datetime,
-           tasks: Iterable[dict[str, Any]] = ()) -> Decision:
+           tasks: Iterable[dict[str, Any]] = (), facts: PatientFacts | None = None) -> Decision:
     """Evaluate everything on file for a patient (inputs and this pathway's earlier outputs);
-    `tasks` are our earlier Tasks, whose first-raised time sets their due time (spec 2a.1)."""
-    facts = to_facts(patient_id, resources, pathway.concepts)
+    `tasks` are our earlier Tasks, whose first-raised time sets their due time (spec 2a.1).
+    `facts`, when the caller already read these very resources for this pathway, saves reading
+    them again."""
+    facts = facts if facts is not None else to_facts(patient_id, resources, pathway.concepts)
     evaluation = assess(pathway, facts, now, tasks_on_file(tasks))
     return Decision(evaluation, build_outputs(pathway.definition, evaluation), facts)

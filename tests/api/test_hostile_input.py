@@ -18,8 +18,11 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.entrypoints.app import create_app
+from service.entrypoints.http import nesting_depth
 from service.entrypoints.server import config
 from tests.api.test_fhir_api import assert_outcome, observation
 from tests.cds.support import BASE, ISSUER, es384
@@ -89,6 +92,43 @@ async def test_deeply_nested_json_is_refused_before_validation(client_for, datab
     assert_outcome(await client.post("/fhir", json=bundle, headers=FHIR), 400, "nested")
     shallow = {**observation("72514-3", valueInteger=5), "extension": [_nested(5)]}
     assert (await client.post("/fhir/Observation", json=shallow, headers=FHIR)).status_code == 201
+
+
+def _depth(value: Any) -> int:
+    """The nesting of a parsed JSON value, by its definition (recursive: fine for a test)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+# Strings full of what a byte-level reading could mistake for structure: brackets, quotes,
+# backslashes in every escaped and unescaped combination, non-ASCII.
+_TRICKY_TEXT = st.text(alphabet='[]{}"\\/:,é\n aé', max_size=8)
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _TRICKY_TEXT,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY_TEXT, inner, max_size=4),
+                     max_leaves=40)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_JSON, st.booleans())
+def test_the_nesting_read_from_the_bytes_is_the_nesting_of_the_document(value: Any, indented: bool) -> None:
+    body = json.dumps(value, indent=1, ensure_ascii=False).encode() if indented else orjson.dumps(value)
+    assert nesting_depth(body) == _depth(value)
+
+
+async def test_the_nesting_limit_counts_objects_and_arrays_not_brackets_in_strings(client_for, database_url) -> None:  # type: ignore[no-untyped-def]
+    client = await client_for(make_settings(database_url))
+    within = {**observation("72514-3", valueInteger=5), "extension": [_nested(30)]}
+    assert _depth(within) == 63
+    assert (await client.post("/fhir/Observation", json=within, headers=FHIR)).status_code == 201
+    beyond = {**observation("72514-3", valueInteger=5), "extension": [_nested(31)]}
+    assert _depth(beyond) == 65
+    assert_outcome(await client.post("/fhir/Observation", json=beyond, headers=FHIR), 400, "nested")
+    worded = {**observation("72514-3", valueInteger=5),
+              "note": [{"text": '[[[[{{{{ \\" [[[[ ' * 40 + '\\'}]}  # brackets, escaped quote, final backslash
+    assert (await client.post("/fhir/Observation", json=worded, headers=FHIR)).status_code == 201
 
 
 @pytest.mark.parametrize("parameter", [["x"], {"name": "subject"}, [{"name": "subject"}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -203,6 +204,20 @@ async def test_a_replayed_jti_is_refused(cds, keys) -> None:
     assert first.status_code == 200
     assert second.status_code == 401
     assert "replayed" in second.text
+
+
+async def test_a_jwt_sent_several_times_at_once_is_accepted_once(client_for, database_url: str,
+                                                                jwks_file: Path, keys) -> None:
+    cds = await client_for(make_settings(database_url, cds_allowed_issuers=[ISSUER], cds_jwks_file=jwks_file))
+    url = f"{BASE}/cds-services/{PV}"
+    token = keys["es"].token(url)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = json.dumps(_body())
+    same = await asyncio.gather(*(cds.post(url, content=body, headers=headers) for _ in range(6)))
+    assert sorted(r.status_code for r in same) == [200] + [401] * 5
+    assert all("replayed" in r.text for r in same if r.status_code == 401)
+    distinct = await asyncio.gather(*(call(cds, PV, _body(), keys["es"]) for _ in range(6)))
+    assert [r.status_code for r in distinct] == [200] * 6
 
 
 async def test_keys_from_an_allow_listed_jku_are_fetched(client_for, sqlite_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,13 @@ M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
 _JSON_BODY = {"security": CDS_JWT, "requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "additionalProperties": True}}}}}
+
+
+class _Json(JSONResponse):
+    """JSON written by orjson; returned as it is, FastAPI does not encode the content again."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _verifier(services: Services) -> JwtVerifier:
@@ -67,7 +75,7 @@ async def call_service(service_id: str, request: Request, services: ServicesDep)
     service = hooks.service_named(service_id)
     await _authenticate(request, services)
     hook_request = await _parse(request, services, HookRequestIn)
-    return (await hooks.invoke(services, service, hook_request)).wire()
+    return _Json((await hooks.invoke(services, service, hook_request)).wire())
 
 
 @router.post("/{service_id}/feedback", response_class=JSONResponse, openapi_extra=_JSON_BODY,
