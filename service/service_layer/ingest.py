@@ -18,7 +18,6 @@ from service.adapters.database import lock_keys
 from service.adapters.store import Store, Stored, same_content, stored_version
 from service.errors import InvalidResource, MethodNotAllowed, PreconditionFailed
 from service.fhir.ids import content_id, id_issues, is_fhir_id
-from service.fhir.json_rules import null_issues
 from service.fhir.models import INPUT_TYPES, OUTPUT_TYPES, Issue, ValidContents, validate_resource
 from service.fhir.normalize import subject_id, value_issues
 from service.fhir.search import Search
@@ -68,7 +67,8 @@ class Ingestor:
             return [Issue(f"{where}resourceType" if where else "resourceType",
                           f"{kind} is not accepted here; accepted: {', '.join(sorted(INPUT_TYPES))}",
                           "not-supported")]
-        return null_issues(resource, where) or id_issues(resource, where) or [
+        # (JSON nulls are R4 validation's: a resource that passed it has none)
+        return id_issues(resource, where) or [
             i for p in self.pathways for i in value_issues(resource, p.concepts, where)]
 
     def check(self, resource: Any, where: str = "") -> list[Issue]:
