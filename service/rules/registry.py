@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,11 +34,12 @@ class CheckParams(BaseModel):
 
 
 P = TypeVar("P", bound=CheckParams)
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class CheckContext:
-    """Everything a check may look at. Checks read; they never act."""
+class CheckContext(NamedTuple):
+    """Everything a check may look at. Checks read; they never act. (A named tuple: one is built
+    per rule per evaluation, and the horizon evaluates many times.)"""
 
     rule: Rule
     facts: PatientFacts
@@ -126,6 +127,13 @@ class Pathway:
 
     definition: PathwayDefinition
     params: dict[str, CheckParams] = field(default_factory=dict)
+
+    def derived(self, key: str, build: Callable[[], T]) -> T:
+        """`build()`, computed once for this loaded pathway (it never changes once loaded)."""
+        cache: dict[str, Any] = self.__dict__.setdefault("_derived", {})
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]  # type: ignore[no-any-return]
 
     @cached_property
     def concepts(self) -> ConceptIndex:
