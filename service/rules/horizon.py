@@ -17,6 +17,12 @@ search gallops (1, 2, 4, ... candidates ahead) and then bisects back to the firs
 which assumes a decision does not change and change back to exactly today's between two probes.
 The probe count is capped; past the cap the last instant probed is returned, which only means one
 re-evaluation that changes nothing.
+
+Probes are evaluated with a traced instant (`traced_time`): besides the decision, that evaluation
+reports the interval of instants over which it comes out the same (every threshold it compared
+"now" against). A later probe inside an interval already evaluated takes that answer instead of
+evaluating again, so a search costs about one evaluation per distinct decision it meets rather than
+one per probe. Which candidates are probed, in which order, and the cap are unchanged.
 """
 
 from __future__ import annotations
@@ -36,11 +42,18 @@ from service.rules.evaluator import evaluate
 from service.rules.planner import EQUIVALENT_LOOKBACK
 from service.rules.registry import Pathway
 from service.rules.task_timing import due_within, time_tasks
+from service.rules.traced_time import TimeTrace, TracedInstant
 
 MAX_PROBES = 48
 NEAR = 4  # candidates probed one by one before galloping
 # Windows are compared both as `<` and `<=`: probing just after t + d sees either flip.
 JUST_AFTER = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    differs: bool
+    why: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +77,30 @@ def next_change(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvalua
     raised = [TaskOnFile(t.key, t.authored) for t in evaluation.plan.tasks if t.authored]
     before = _signature(evaluation)
     moments = candidates(pathway, facts, evaluation)
-    probed: dict[int, dict[str, Any]] = {}
+    probed: dict[int, _Probe] = {}
+    evaluated: list[tuple[TimeTrace, _Probe]] = []
+
+    def probe(moment: datetime) -> _Probe:
+        """Whether the decision at `moment` differs from now, and in what. An evaluation holds for
+        every instant its trace covers, so one evaluation answers for all the probes in there."""
+        for trace, answer in evaluated:
+            if trace.covers(moment):
+                return answer
+        trace = TimeTrace(moment)
+        probed_evaluation = assess(pathway, facts, TracedInstant.of(trace), raised)
+        after = _signature(probed_evaluation)
+        answer = _Probe(after != before, _differences(before, after))  # compared while traced
+        trace.settle(_decided_text(probed_evaluation))
+        evaluated.append((trace, answer))
+        return answer
 
     def differs(index: int) -> bool:
         if index not in probed:
-            probed[index] = _signature(assess(pathway, facts, moments[index], raised))
-        return probed[index] != before
+            probed[index] = probe(moments[index])
+        return probed[index].differs
 
     def found(index: int) -> NextChange:
-        return NextChange(moments[index], _differences(before, probed[index]))
+        return NextChange(moments[index], probed[index].why)
 
     same = -1  # the last candidate known to give today's decision
     for index in range(min(NEAR, len(moments))):
@@ -97,9 +125,7 @@ def candidates(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvaluat
                ) -> list[datetime]:
     """Every instant after now at which some window on file opens or closes, in time order."""
     now = evaluation.evaluated_at
-    windows = {timedelta(0), QUIET_GAP, EQUIVALENT_LOOKBACK, *due_within(pathway.definition)}
-    for params in pathway.params.values():
-        windows.update(_durations(params))
+    windows = _windows(pathway)
     times = set(_fact_times(facts))
     if evaluation.episode is not None:
         times.add(evaluation.episode.onset)
@@ -108,6 +134,13 @@ def candidates(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvaluat
     found = {t + d + JUST_AFTER for t in times for d in windows}
     found.update(_birthdays(facts.birth_date, now))
     return sorted(moment for moment in found if moment > now)
+
+
+def _windows(pathway: Pathway) -> frozenset[timedelta]:
+    """Every duration a window on file may have: the pathway's own, read once per loaded pathway."""
+    return pathway.derived("horizon-windows", lambda: frozenset({
+        timedelta(0), QUIET_GAP, EQUIVALENT_LOOKBACK, *due_within(pathway.definition),
+        *(d for params in pathway.params.values() for d in _durations(params))}))
 
 
 def _fact_times(facts: PatientFacts) -> Iterator[datetime]:
@@ -165,6 +198,15 @@ def _signature(evaluation: PathwayEvaluation) -> dict[str, Any]:
     for task in plan.tasks:
         signature[f"task:{task.task}"] = (task.key, task.urgency, task.overdue)
     return signature
+
+
+def _decided_text(evaluation: PathwayEvaluation) -> list[str]:
+    """The free text the signature holds (action notes, branches, flags, activities): a day count
+    quoted in there is part of the decision. Identifiers (keys, refs) are built from the record."""
+    texts = [t for r in evaluation.results for a in r.actions for t in (a.branch, a.note, a.side, a.site) if t]
+    texts += [f for r in evaluation.results for f in r.flags]
+    texts += [t for a in evaluation.plan.activities for t in (a.activity, a.status, a.status_reason) if t]
+    return texts
 
 
 def _differences(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
