@@ -27,7 +27,8 @@ one per probe. Which candidates are probed, in which order, and the cap are unch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -122,7 +123,7 @@ def next_change(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvalua
 
 
 def candidates(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvaluation
-               ) -> list[datetime]:
+               ) -> Sequence[datetime]:
     """Every instant after now at which some window on file opens or closes, in time order."""
     now = evaluation.evaluated_at
     windows = _windows(pathway)
@@ -131,9 +132,50 @@ def candidates(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvaluat
         times.add(evaluation.episode.onset)
     for task in evaluation.plan.tasks:
         times.update(t for t in (task.authored, task.due) if t is not None)
+    birthdays = _birthdays(facts.birth_date, now)
+    fast = _in_microseconds(times, windows, birthdays, now)
+    if fast is not None:
+        return fast
     found = {t + d + JUST_AFTER for t in times for d in windows}
-    found.update(_birthdays(facts.birth_date, now))
+    found.update(birthdays)
     return sorted(moment for moment in found if moment > now)
+
+
+class _Instants(Sequence[datetime]):
+    """UTC instants held as sorted microseconds since the epoch; made datetimes only when read (a
+    long record has tens of thousands of candidates, of which the search reads a few dozen)."""
+
+    def __init__(self, micros: list[int]) -> None:
+        self._micros = micros
+
+    def __len__(self) -> int:
+        return len(self._micros)
+
+    def __getitem__(self, index: int) -> datetime:  # type: ignore[override]
+        return _EPOCH + timedelta(microseconds=self._micros[index])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LOWEST = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // JUST_AFTER
+_HIGHEST = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // JUST_AFTER
+
+
+def _in_microseconds(times: set[datetime], windows: frozenset[timedelta], birthdays: list[datetime],
+                     now: datetime) -> _Instants | None:
+    """The candidates (every t + d + JUST_AFTER after now) by integer arithmetic, the same instants
+    in the same order as adding datetimes would give. None (use datetimes) unless every instant is
+    UTC and no sum leaves the datetime range (where adding datetimes raises)."""
+    if now.tzinfo is None or any(t.tzinfo is not UTC for t in times) or not windows:
+        return None
+    starts = sorted((t - _EPOCH) // JUST_AFTER for t in times)
+    shifts = sorted(d // JUST_AFTER + 1 for d in windows)
+    if starts and (starts[0] + shifts[0] - 1 < _LOWEST or starts[-1] + shifts[-1] > _HIGHEST):
+        return None
+    after = (now - _EPOCH) // JUST_AFTER
+    found = {(b - _EPOCH) // JUST_AFTER for b in birthdays}
+    for shift in shifts:  # t + shift > now for the starts from the first above now - shift on
+        found.update(start + shift for start in starts[bisect_right(starts, after - shift):])
+    return _Instants(sorted(m for m in found if m > after))
 
 
 def _windows(pathway: Pathway) -> frozenset[timedelta]:
