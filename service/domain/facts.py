@@ -173,11 +173,10 @@ class PatientFacts:
 
     def derived(self, key: Hashable, build: Callable[[], T]) -> T:
         """`build()`, computed once for these facts: a value that depends on the facts alone."""
-        try:
-            return self._derived[key]  # type: ignore[no-any-return]
-        except KeyError:
+        value = self._derived.get(key, _UNSET)
+        if value is _UNSET:
             value = self._derived[key] = build()
-            return value
+        return value  # type: ignore[no-any-return]
 
     def measured(self, concept: str, *, settled_only: bool = True) -> tuple[Measurement, ...]:
         """Measurements of one concept in clinical-time order."""
@@ -211,6 +210,7 @@ class PatientFacts:
 
 
 T = TypeVar("T")
+_UNSET: Any = object()
 _Dated = TypeVar("_Dated", Measurement, Finding, ProcedureDone, MedicationUse)
 
 

@@ -37,6 +37,14 @@ P = TypeVar("P", bound=CheckParams)
 T = TypeVar("T")
 
 
+def found_in_facts(facts: PatientFacts, params: CheckParams, name: str, build: Callable[[], T]) -> T:
+    """`build()` once per facts and check parameters: for what a check finds in the facts alone,
+    before comparing anything with now (the horizon evaluates the same facts at many instants)."""
+    held, value = facts.derived((name, id(params)), lambda: (params, build()))
+    # the cache holds `params`, so its id cannot be reused while these facts live
+    return value if held is params else build()  # type: ignore[no-any-return]
+
+
 class CheckContext(NamedTuple):
     """Everything a check may look at. Checks read; they never act. (A named tuple: one is built
     per rule per evaluation, and the horizon evaluates many times.)"""
