@@ -7,7 +7,7 @@ function of now: true below a threshold, false from it on. `TracedInstant` is a 
 the instant being probed; arithmetic on it yields traced values (`TracedInstant`, `TracedSpan`), and
 every comparison of a traced value against a plain one records its threshold in the `TimeTrace`.
 With the same facts, the evaluation follows the same path (and computes the same outcomes) at every
-instant on the same side of all recorded thresholds: `TimeTrace.interval()`.
+instant on the same side of all recorded thresholds: `TimeTrace.covers()`.
 
 Anything the trace cannot follow exactly (formatting, hashing, calendar fields other than the date,
 a traced span's seconds...) still returns the plain answer but makes the trace *opaque*: the
