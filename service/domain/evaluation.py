@@ -109,6 +109,11 @@ class ProposedTask:
     due: datetime | None = None
     overdue: bool = False
 
+    def timed(self, authored: datetime | None, due: datetime | None, overdue: bool) -> ProposedTask:
+        """This task with its timing set (`dataclasses.replace` costs ~10x more; every field is here)."""
+        return ProposedTask(self.key, self.task, self.rule_id, self.description, self.reasons, self.urgency,
+                            authored, due, overdue)
+
 
 @dataclass(frozen=True, slots=True)
 class Activity:
@@ -134,6 +139,11 @@ class Plan:
     retained: tuple[str, ...] = ()
     withdrawn: tuple[str, ...] = ()
 
+    def with_tasks(self, tasks: tuple[ProposedTask, ...], notes: tuple[str, ...]) -> Plan:
+        """This plan with its tasks timed and notes added (cheaper than `dataclasses.replace`)."""
+        return Plan(self.urgency, self.requests, tasks, self.activities, notes, self.flags, self.retained,
+                    self.withdrawn)
+
 
 @dataclass(frozen=True, slots=True)
 class Episode:
@@ -156,6 +166,11 @@ class PathwayEvaluation:
     results: tuple[RuleResult, ...]
     plan: Plan
     problems: tuple[str, ...] = field(default=())
+
+    def with_plan(self, plan: Plan) -> PathwayEvaluation:
+        """This evaluation with another plan (cheaper than `dataclasses.replace`)."""
+        return PathwayEvaluation(self.pathway_id, self.pathway_version, self.patient_id, self.evaluated_at,
+                                 self.episode, self.results, plan, self.problems)
 
     def result(self, rule_id: str) -> RuleResult | None:
         return next((r for r in self.results if r.rule_id == rule_id), None)

@@ -6,9 +6,11 @@ Times are timezone-aware UTC clinical times, never record-keeping times.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,9 @@ class Withdrawn:
 
 @dataclass(frozen=True, slots=True)
 class PatientFacts:
+    """Everything usable on file for one patient. Immutable: the per-concept series the rules ask
+    for are sorted once, on first use, and shared (as tuples) by every later question."""
+
     patient_id: str
     birth_date: date | None = None
     measurements: tuple[Measurement, ...] = ()
@@ -164,28 +169,58 @@ class PatientFacts:
     withdrawn: tuple[Withdrawn, ...] = ()
     problems: tuple[str, ...] = field(default=())
     medications: tuple[MedicationUse, ...] = ()
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def measured(self, concept: str, *, settled_only: bool = True) -> list[Measurement]:
+    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
+        """`build()`, computed once for these facts: a value that depends on the facts alone."""
+        value = self._derived.get(key, _UNSET)
+        if value is _UNSET:
+            value = self._derived[key] = build()
+        return value  # type: ignore[no-any-return]
+
+    def measured(self, concept: str, *, settled_only: bool = True) -> tuple[Measurement, ...]:
         """Measurements of one concept in clinical-time order."""
-        found = [
-            m for m in self.measurements
-            if m.concept == concept and (m.settled or not settled_only)
-        ]
-        return sorted(found, key=lambda m: (m.time, m.ref))
+        key = "measured" if settled_only else "measured-any"
+        by_concept = self.derived(key, lambda: _series(
+            (m for m in self.measurements if m.settled or not settled_only), lambda m: m.concept))
+        return by_concept.get(concept, ())
 
     def measured_prefix(self, prefix: str) -> list[Measurement]:
         found = [m for m in self.measurements if m.concept.startswith(prefix) and m.settled]
-        return sorted(found, key=lambda m: (m.time, m.ref))
+        return sorted(found, key=_in_time)
 
-    def found(self, concept: str) -> list[Finding]:
-        return sorted((f for f in self.findings if f.concept == concept), key=lambda f: (f.time, f.ref))
+    def found(self, concept: str) -> tuple[Finding, ...]:
+        return self.derived("found", lambda: _series(self.findings, lambda f: f.concept)).get(concept, ())
 
-    def diagnosed(self, concept: str) -> list[Diagnosis]:
-        return [d for d in self.diagnoses if concept in d.concepts]
+    def diagnosed(self, concept: str) -> tuple[Diagnosis, ...]:
+        return self.derived("diagnosed", self._diagnoses_by_concept).get(concept, ())
 
-    def medicated(self, concept: str) -> list[MedicationUse]:
-        return sorted((m for m in self.medications if m.concept == concept),
-                      key=lambda m: (m.time, m.ref))
+    def medicated(self, concept: str) -> tuple[MedicationUse, ...]:
+        return self.derived("medicated", lambda: _series(self.medications, lambda m: m.concept)).get(concept, ())
 
-    def done(self, concept: str) -> list[ProcedureDone]:
-        return sorted((p for p in self.procedures if p.concept == concept), key=lambda p: (p.time, p.ref))
+    def done(self, concept: str) -> tuple[ProcedureDone, ...]:
+        return self.derived("done", lambda: _series(self.procedures, lambda p: p.concept)).get(concept, ())
+
+    def _diagnoses_by_concept(self) -> dict[str, tuple[Diagnosis, ...]]:
+        grouped: dict[str, list[Diagnosis]] = {}
+        for diagnosis in self.diagnoses:
+            for concept in diagnosis.concepts:
+                grouped.setdefault(concept, []).append(diagnosis)
+        return {concept: tuple(found) for concept, found in grouped.items()}
+
+
+T = TypeVar("T")
+_UNSET: Any = object()
+_Dated = TypeVar("_Dated", Measurement, Finding, ProcedureDone, MedicationUse)
+
+
+def _in_time(fact: Measurement | Finding | ProcedureDone | MedicationUse) -> tuple[datetime, str]:
+    return (fact.time, fact.ref)
+
+
+def _series(facts: Iterable[_Dated], concept: Callable[[_Dated], str]) -> dict[str, tuple[_Dated, ...]]:
+    """Facts grouped by concept, each group in clinical-time order (ties by ref)."""
+    grouped: dict[str, list[_Dated]] = {}
+    for fact in facts:
+        grouped.setdefault(concept(fact), []).append(fact)
+    return {name: tuple(sorted(found, key=_in_time)) for name, found in grouped.items()}

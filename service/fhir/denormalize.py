@@ -229,5 +229,5 @@ def _reference(evidence: Evidence) -> dict[str, Any]:
 
 
 def _note(title: str, rule_id: str, outcome: str, reason: str, evidence: tuple[Evidence, ...]) -> str:
-    cited = "; ".join(_reference(e)["reference"] + " " + _reference(e)["display"] for e in evidence)
+    cited = "; ".join(f"{r['reference']} {r['display']}" for r in map(_reference, evidence))
     return f"{rule_id} {title}: {outcome}. {reason}." + (f" Evidence: {cited}." if cited else "")

@@ -89,9 +89,12 @@ def subject_id(resource: dict[str, Any]) -> str | None:
 
 def clinical_time(resource: dict[str, Any]) -> datetime | None:
     """effectiveDateTime -> effectivePeriod.end (else start) -> issued; never meta.lastUpdated."""
+    moment = parse_datetime(resource.get("effectiveDateTime"))  # the usual case, first
+    if moment:
+        return moment
     period = resource.get("effectivePeriod") or {}
-    for value in (resource.get("effectiveDateTime"), resource.get("effectiveInstant"),
-                  period.get("end"), period.get("start"), resource.get("issued")):
+    for value in (resource.get("effectiveInstant"), period.get("end"), period.get("start"),
+                  resource.get("issued")):
         moment = parse_datetime(value)
         if moment:
             return moment
@@ -231,21 +234,21 @@ def _observation(resource: dict[str, Any], index: ConceptIndex, measurements: li
     if status in _EXCLUDED_OBSERVATION or resource.get("dataAbsentReason") or time is None:
         return
     side = _side(resource, index)
+    ref = _ref(resource)
     for match in matches:
         spec = index.measures.get(match.concept)
         if spec is not None:
             value, problem = measured_value(spec, resource, index.raw_flags.get(match.concept))
             if problem:
-                problems.append(f"{_ref(resource)} left out: {problem}")
+                problems.append(f"{ref} left out: {problem}")
                 continue
-            measurements.append(Measurement(_ref(resource), match.concept, value, time, status, side,
-                                            _site_text(resource)))
+            measurements.append(Measurement(ref, match.concept, value, time, status, side, _site_text(resource)))
             continue
         present = _presence(resource, index)
         if present is None:
-            problems.append(f"{_ref(resource)} left out: no present/absent value")
+            problems.append(f"{ref} left out: no present/absent value")
             continue
-        findings.append(Finding(_ref(resource), match.concept, present, time, status, side))
+        findings.append(Finding(ref, match.concept, present, time, status, side))
 
 
 def _presence(resource: dict[str, Any], index: ConceptIndex) -> bool | None:

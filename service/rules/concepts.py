@@ -31,6 +31,10 @@ class ConceptIndex:
                     self._prefixes.append((coding.system, coding.code[:-1], match))
                 else:
                     self._exact.setdefault(coding.key(), []).append(match)
+        # prefix patterns per system, in declaration order (most codings' systems have none)
+        self._prefixes_by_system: dict[str, list[tuple[str, ConceptMatch]]] = {}
+        for system, prefix, match in self._prefixes:
+            self._prefixes_by_system.setdefault(system, []).append((prefix, match))
         self.present = {definition.coding(c).key() for c in definition.presence["present"]}
         self.absent = {definition.coding(c).key() for c in definition.presence["absent"]}
         self.sides = {
@@ -43,9 +47,10 @@ class ConceptIndex:
         }
 
     def lookup(self, coding: Coding) -> list[ConceptMatch]:
-        found = list(self._exact.get(coding.key(), ()))
-        found.extend(m for system, prefix, m in self._prefixes
-                     if system == coding.system and coding.code.startswith(prefix))
+        found = list(self._exact.get((coding.system, coding.code), ()))
+        prefixes = self._prefixes_by_system.get(coding.system)
+        if prefixes:
+            found.extend(m for prefix, m in prefixes if coding.code.startswith(prefix))
         return found
 
     def lookup_any(self, codings: list[Coding]) -> list[ConceptMatch]:

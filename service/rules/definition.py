@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -221,8 +222,21 @@ class PathwayDefinition(Strict):
         alias, code = code_ref.code.split("#", 1)
         return Coding(self.systems[alias], code, code_ref.display)
 
+    def request_codes(self, name: str) -> tuple[tuple[str, str], ...]:
+        """(system, code) of each code of request template `name`; the first is its target."""
+        return self._request_codes[name]
+
+    @cached_property
+    def _request_codes(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        return {name: tuple(self.coding(c).key() for c in template.codes)
+                for name, template in self.requests.items()}
+
     def rule(self, rule_id: str) -> Rule:
-        return next(r for r in self.rules if r.id == rule_id)
+        return self._rules_by_id[rule_id]
+
+    @cached_property
+    def _rules_by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
 
     @property
     def canonical(self) -> str:

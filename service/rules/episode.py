@@ -21,7 +21,12 @@ _UNDATED = datetime.max.replace(tzinfo=UTC)
 
 
 def current_episode(facts: PatientFacts) -> Episode | None:
-    """The open episode, or None when no active radicular diagnosis is on file."""
+    """The open episode, or None when no active radicular diagnosis is on file (it depends on the
+    facts alone, so it is worked out once per facts)."""
+    return facts.derived("current_episode", lambda: _current_episode(facts))
+
+
+def _current_episode(facts: PatientFacts) -> Episode | None:
     anchors = [d for d in facts.diagnosed(ANCHOR) if not d.refuted]
     candidates = [d for d in anchors if d.active]
     if not candidates:

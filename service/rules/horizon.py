@@ -17,11 +17,18 @@ search gallops (1, 2, 4, ... candidates ahead) and then bisects back to the firs
 which assumes a decision does not change and change back to exactly today's between two probes.
 The probe count is capped; past the cap the last instant probed is returned, which only means one
 re-evaluation that changes nothing.
+
+Probes are evaluated with a traced instant (`traced_time`): besides the decision, that evaluation
+reports the interval of instants over which it comes out the same (every threshold it compared
+"now" against). A later probe inside an interval already evaluated takes that answer instead of
+evaluating again, so a search costs about one evaluation per distinct decision it meets rather than
+one per probe. Which candidates are probed, in which order, and the cap are unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,11 +43,18 @@ from service.rules.evaluator import evaluate
 from service.rules.planner import EQUIVALENT_LOOKBACK
 from service.rules.registry import Pathway
 from service.rules.task_timing import due_within, time_tasks
+from service.rules.traced_time import TimeTrace, TracedInstant
 
 MAX_PROBES = 48
 NEAR = 4  # candidates probed one by one before galloping
 # Windows are compared both as `<` and `<=`: probing just after t + d sees either flip.
 JUST_AFTER = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    differs: bool
+    why: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +78,30 @@ def next_change(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvalua
     raised = [TaskOnFile(t.key, t.authored) for t in evaluation.plan.tasks if t.authored]
     before = _signature(evaluation)
     moments = candidates(pathway, facts, evaluation)
-    probed: dict[int, dict[str, Any]] = {}
+    probed: dict[int, _Probe] = {}
+    evaluated: list[tuple[TimeTrace, _Probe]] = []
+
+    def probe(moment: datetime) -> _Probe:
+        """Whether the decision at `moment` differs from now, and in what. An evaluation holds for
+        every instant its trace covers, so one evaluation answers for all the probes in there."""
+        for trace, answer in evaluated:
+            if trace.covers(moment):
+                return answer
+        trace = TimeTrace(moment)
+        probed_evaluation = assess(pathway, facts, TracedInstant.of(trace), raised)
+        after = _signature(probed_evaluation)
+        answer = _Probe(after != before, _differences(before, after))  # compared while traced
+        trace.settle(_decided_text(probed_evaluation))
+        evaluated.append((trace, answer))
+        return answer
 
     def differs(index: int) -> bool:
         if index not in probed:
-            probed[index] = _signature(assess(pathway, facts, moments[index], raised))
-        return probed[index] != before
+            probed[index] = probe(moments[index])
+        return probed[index].differs
 
     def found(index: int) -> NextChange:
-        return NextChange(moments[index], _differences(before, probed[index]))
+        return NextChange(moments[index], probed[index].why)
 
     same = -1  # the last candidate known to give today's decision
     for index in range(min(NEAR, len(moments))):
@@ -94,20 +123,66 @@ def next_change(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvalua
 
 
 def candidates(pathway: Pathway, facts: PatientFacts, evaluation: PathwayEvaluation
-               ) -> list[datetime]:
+               ) -> Sequence[datetime]:
     """Every instant after now at which some window on file opens or closes, in time order."""
     now = evaluation.evaluated_at
-    windows = {timedelta(0), QUIET_GAP, EQUIVALENT_LOOKBACK, *due_within(pathway.definition)}
-    for params in pathway.params.values():
-        windows.update(_durations(params))
+    windows = _windows(pathway)
     times = set(_fact_times(facts))
     if evaluation.episode is not None:
         times.add(evaluation.episode.onset)
     for task in evaluation.plan.tasks:
         times.update(t for t in (task.authored, task.due) if t is not None)
+    birthdays = _birthdays(facts.birth_date, now)
+    fast = _in_microseconds(times, windows, birthdays, now)
+    if fast is not None:
+        return fast
     found = {t + d + JUST_AFTER for t in times for d in windows}
-    found.update(_birthdays(facts.birth_date, now))
+    found.update(birthdays)
     return sorted(moment for moment in found if moment > now)
+
+
+class _Instants(Sequence[datetime]):
+    """UTC instants held as sorted microseconds since the epoch; made datetimes only when read (a
+    long record has tens of thousands of candidates, of which the search reads a few dozen)."""
+
+    def __init__(self, micros: list[int]) -> None:
+        self._micros = micros
+
+    def __len__(self) -> int:
+        return len(self._micros)
+
+    def __getitem__(self, index: int) -> datetime:  # type: ignore[override]
+        return _EPOCH + timedelta(microseconds=self._micros[index])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LOWEST = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // JUST_AFTER
+_HIGHEST = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // JUST_AFTER
+
+
+def _in_microseconds(times: set[datetime], windows: frozenset[timedelta], birthdays: list[datetime],
+                     now: datetime) -> _Instants | None:
+    """The candidates (every t + d + JUST_AFTER after now) by integer arithmetic, the same instants
+    in the same order as adding datetimes would give. None (use datetimes) unless every instant is
+    UTC and no sum leaves the datetime range (where adding datetimes raises)."""
+    if now.tzinfo is None or any(t.tzinfo is not UTC for t in times) or not windows:
+        return None
+    starts = sorted((t - _EPOCH) // JUST_AFTER for t in times)
+    shifts = sorted(d // JUST_AFTER + 1 for d in windows)
+    if starts and (starts[0] + shifts[0] - 1 < _LOWEST or starts[-1] + shifts[-1] > _HIGHEST):
+        return None
+    after = (now - _EPOCH) // JUST_AFTER
+    found = {(b - _EPOCH) // JUST_AFTER for b in birthdays}
+    for shift in shifts:  # t + shift > now for the starts from the first above now - shift on
+        found.update(start + shift for start in starts[bisect_right(starts, after - shift):])
+    return _Instants(sorted(m for m in found if m > after))
+
+
+def _windows(pathway: Pathway) -> frozenset[timedelta]:
+    """Every duration a window on file may have: the pathway's own, read once per loaded pathway."""
+    return pathway.derived("horizon-windows", lambda: frozenset({
+        timedelta(0), QUIET_GAP, EQUIVALENT_LOOKBACK, *due_within(pathway.definition),
+        *(d for params in pathway.params.values() for d in _durations(params))}))
 
 
 def _fact_times(facts: PatientFacts) -> Iterator[datetime]:
@@ -165,6 +240,15 @@ def _signature(evaluation: PathwayEvaluation) -> dict[str, Any]:
     for task in plan.tasks:
         signature[f"task:{task.task}"] = (task.key, task.urgency, task.overdue)
     return signature
+
+
+def _decided_text(evaluation: PathwayEvaluation) -> list[str]:
+    """The free text the signature holds (action notes, branches, flags, activities): a day count
+    quoted in there is part of the decision. Identifiers (keys, refs) are built from the record."""
+    texts = [t for r in evaluation.results for a in r.actions for t in (a.branch, a.note, a.side, a.site) if t]
+    texts += [f for r in evaluation.results for f in r.flags]
+    texts += [t for a in evaluation.plan.activities for t in (a.activity, a.status, a.status_reason) if t]
+    return texts
 
 
 def _differences(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,7 +34,7 @@ class Drop:
         return self.immediate or self.confirmed_by is not None
 
 
-def current_run_start(series: list[Measurement], at_or_below: float) -> Measurement | None:
+def current_run_start(series: Sequence[Measurement], at_or_below: float) -> Measurement | None:
     """The first exam of the latest unbroken run of grades <= threshold (None if latest is above)."""
     start = None
     for exam in reversed(series):
@@ -43,7 +44,7 @@ def current_run_start(series: list[Measurement], at_or_below: float) -> Measurem
     return start
 
 
-def standing_drops(series: list[Measurement], p: ProgressionParams) -> list[Drop]:
+def standing_drops(series: Sequence[Measurement], p: ProgressionParams) -> list[Drop]:
     """Drops of >= 1 grade that still stand (no later exam is better than the dropped grade).
 
     Spec R4 (i)/(ii): a drop of >= `immediate_drop` grades, or a new deficit in a muscle previously

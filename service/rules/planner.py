@@ -51,7 +51,7 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
             urgency = action.urgency or result.urgency or _urgency(branch.urgency or rule.urgency)
             for name in branch.requests:
                 template = definition.requests[name]
-                target_system, target = definition.coding(template.codes[0]).key()
+                target_system, target = definition.request_codes(name)[0]
                 proposed = ProposedRequest(
                     key=request_key(facts.patient_id, episode_id, rule.id, target), output=name,
                     rule_id=rule.id, urgency=urgency, status=branch.status,
@@ -109,7 +109,7 @@ def build_plan(definition: PathwayDefinition, facts: PatientFacts, episode: Epis
 
 
 def _target(definition: PathwayDefinition, output: str) -> tuple[str, str]:
-    return definition.coding(definition.requests[output].codes[0]).key()
+    return definition.request_codes(output)[0]
 
 
 def _urgency(priority: str | None) -> Urgency:
@@ -127,7 +127,7 @@ def _merge(current: ProposedRequest | None, new: ProposedRequest) -> ProposedReq
 
 def _equivalent_on_file(definition: PathwayDefinition, name: str, facts: PatientFacts,
                         now: datetime) -> RequestOnFile | None:
-    codes = {definition.coding(c).key() for c in definition.requests[name].codes}
+    codes = set(definition.request_codes(name))
     for request in facts.requests:
         if request.key is not None or request.coding.key() not in codes:
             continue
@@ -142,7 +142,7 @@ def _kept_equivalent(definition: PathwayDefinition, request: ProposedRequest,
     """An escalation this pathway raised earlier under another identifier (e.g. before the episode's
     Condition arrived) that is kept open and at least as urgent: it covers the same order, so
     arrival order never yields two open requests for one order (spec §2 Idempotency, 2a.2)."""
-    codes = {definition.coding(c).key() for c in definition.requests[request.output].codes}
+    codes = set(definition.request_codes(request.output))
     return next((prior for prior in facts.requests
                  if prior.key and prior.key != request.key and _kept_open(prior)
                  and prior.coding.key() in codes

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,11 +34,20 @@ class CheckParams(BaseModel):
 
 
 P = TypeVar("P", bound=CheckParams)
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class CheckContext:
-    """Everything a check may look at. Checks read; they never act."""
+def found_in_facts(facts: PatientFacts, params: CheckParams, name: str, build: Callable[[], T]) -> T:
+    """`build()` once per facts and check parameters: for what a check finds in the facts alone,
+    before comparing anything with now (the horizon evaluates the same facts at many instants)."""
+    held, value = facts.derived((name, id(params)), lambda: (params, build()))
+    # the cache holds `params`, so its id cannot be reused while these facts live
+    return value if held is params else build()  # type: ignore[no-any-return]
+
+
+class CheckContext(NamedTuple):
+    """Everything a check may look at. Checks read; they never act. (A named tuple: one is built
+    per rule per evaluation, and the horizon evaluates many times.)"""
 
     rule: Rule
     facts: PatientFacts
@@ -126,6 +135,13 @@ class Pathway:
 
     definition: PathwayDefinition
     params: dict[str, CheckParams] = field(default_factory=dict)
+
+    def derived(self, key: str, build: Callable[[], T]) -> T:
+        """`build()`, computed once for this loaded pathway (it never changes once loaded)."""
+        cache: dict[str, Any] = self.__dict__.setdefault("_derived", {})
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]  # type: ignore[no-any-return]
 
     @cached_property
     def concepts(self) -> ConceptIndex:

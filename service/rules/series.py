@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from service.domain.evaluation import Evidence
 from service.domain.facts import (
@@ -32,13 +33,21 @@ def evidence_of(fact: Measurement | Finding | Diagnosis | ProcedureDone | Medica
     return Evidence(fact.ref, what or f"{fact.concept} {fact.coding.code}", fact.status, fact.time)
 
 
-def by_muscle_and_side(facts: PatientFacts, muscles: Iterable[str]) -> dict[tuple[str, Side], list[Measurement]]:
+def by_muscle_and_side(facts: PatientFacts, muscles: Iterable[str]
+                       ) -> Mapping[tuple[str, Side], tuple[Measurement, ...]]:
     """Settled motor grades grouped per muscle and side, each series in clinical-time order.
 
     Grades are compared only within the same muscle and side (spec §2, laterality). A grade recorded
     with bodySite 51440002 (right and left) is a grade of each leg (spec 2a.6), so it joins both the
     left and the right series, and a later one-sided exam supersedes it on that side only.
+    Computed once per set of muscles for these facts (several rules ask).
     """
+    wanted = tuple(muscles)
+    return facts.derived(("by_muscle_and_side", wanted), lambda: _by_muscle_and_side(facts, wanted))
+
+
+def _by_muscle_and_side(facts: PatientFacts, muscles: tuple[str, ...]
+                        ) -> Mapping[tuple[str, Side], tuple[Measurement, ...]]:
     series: dict[tuple[str, Side], list[Measurement]] = {}
     wanted = set(muscles)
     for m in facts.measurements:
@@ -46,17 +55,20 @@ def by_muscle_and_side(facts: PatientFacts, muscles: Iterable[str]) -> dict[tupl
             sides = (Side.LEFT, Side.RIGHT) if m.side is Side.BILATERAL else (m.side,)
             for side in sides:
                 series.setdefault((m.concept, side), []).append(m)
-    for values in series.values():
-        values.sort(key=lambda m: (m.time, m.ref))
-    return series
+    return MappingProxyType({key: tuple(sorted(values, key=lambda m: (m.time, m.ref)))
+                             for key, values in series.items()})
 
 
-def positive_findings(facts: PatientFacts, concept: str) -> list[Finding]:
+def positive_findings(facts: PatientFacts, concept: str) -> tuple[Finding, ...]:
     """Positive findings that still stand, for red flags (spec §2, status filters).
 
     Preliminary/unknown positives count (safety first); a later *settled* absent rules an earlier
     positive out, a preliminary negative does not. Same-timestamp conflicts count as present.
     """
+    return facts.derived(("positive_findings", concept), lambda: tuple(_positive_findings(facts, concept)))
+
+
+def _positive_findings(facts: PatientFacts, concept: str) -> list[Finding]:
     standing: list[Finding] = []
     first = 0  # standing[first:] still stands; the series is in time order, so rule-outs cut a prefix
     for finding in facts.found(concept):
@@ -76,12 +88,16 @@ class Negation:
     absent: Finding
 
 
-def negated_findings(facts: PatientFacts, concept: str) -> list[Negation]:
+def negated_findings(facts: PatientFacts, concept: str) -> tuple[Negation, ...]:
     """Positives that a later *settled* absent ruled out, each paired with the absent that did it.
 
     The complement of `positive_findings`: together they account for every positive on file, so
     a red flag that was documented is never silently forgotten (spec 2a.3).
     """
+    return facts.derived(("negated_findings", concept), lambda: tuple(_negated_findings(facts, concept)))
+
+
+def _negated_findings(facts: PatientFacts, concept: str) -> list[Negation]:
     negations: list[Negation] = []
     standing: list[Finding] = []
     for finding in facts.found(concept):
@@ -93,27 +109,30 @@ def negated_findings(facts: PatientFacts, concept: str) -> list[Negation]:
     return negations
 
 
-def conflicting(facts: PatientFacts, concept: str) -> list[Finding]:
+def conflicting(facts: PatientFacts, concept: str) -> tuple[Finding, ...]:
     """Present and absent recorded for the same concept at the same clinical time (both returned).
 
     Spec 2a.10: such a conflict counts as present, plus a review task.
     """
-    series = facts.found(concept)
+    return facts.derived(("conflicting", concept), lambda: _conflicting(facts.found(concept)))
+
+
+def _conflicting(series: tuple[Finding, ...]) -> tuple[Finding, ...]:
     times_present = {f.time for f in series if f.present}
     times_absent = {f.time for f in series if not f.present}
-    return [f for f in series if f.time in times_present & times_absent]
+    return tuple(f for f in series if f.time in times_present & times_absent)
 
 
 def active_diagnoses(facts: PatientFacts, concepts: Iterable[str]) -> list[Diagnosis]:
     return [d for c in concepts for d in facts.diagnosed(c) if d.active]
 
 
-def latest_before(values: list[Measurement], moment: datetime) -> Measurement | None:
+def latest_before(values: Sequence[Measurement], moment: datetime) -> Measurement | None:
     earlier = [m for m in values if m.time <= moment]
     return earlier[-1] if earlier else None
 
 
-def within(values: list[Measurement], start: datetime, end: datetime) -> list[Measurement]:
+def within(values: Sequence[Measurement], start: datetime, end: datetime) -> list[Measurement]:
     return [m for m in values if start <= m.time <= end]
 
 

@@ -13,7 +13,6 @@ Source: clinical-rules §2a.1; the durations are product defaults in the pathway
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from service.domain.evaluation import PathwayEvaluation, ProposedTask, Urgency
@@ -41,7 +40,7 @@ def time_tasks(definition: PathwayDefinition, evaluation: PathwayEvaluation, fac
         due = authored + within if within is not None else None
         overdue = (due is not None and now >= due and bool(template.asks_for)
                    and not _answered(facts, template.asks_for, authored))
-        timed.append(replace(task, authored=authored, due=due, overdue=overdue))
+        timed.append(task.timed(authored, due, overdue))
         if not overdue:
             continue
         assert due is not None
@@ -63,10 +62,9 @@ def time_tasks(definition: PathwayDefinition, evaluation: PathwayEvaluation, fac
         template = definition.tasks[escalation.task]
         authored = prior.get(escalation.key, now)
         within = template.due or definition.default_task_due
-        timed.append(replace(escalation, authored=authored,
-                             due=authored + within if within is not None else None))
-    plan = replace(evaluation.plan, tasks=tuple(timed), notes=evaluation.plan.notes + tuple(notes))
-    return replace(evaluation, plan=plan)
+        timed.append(escalation.timed(authored, authored + within if within is not None else None,
+                                      escalation.overdue))
+    return evaluation.with_plan(evaluation.plan.with_tasks(tuple(timed), evaluation.plan.notes + tuple(notes)))
 
 
 def _branches(definition: PathwayDefinition, evaluation: PathwayEvaluation

@@ -13,6 +13,7 @@ from service.fhir.bundles import bundle_entries
 from service.fhir.normalize import subject_id
 from service.rules.horizon import assess, next_change
 from service.rules.registry import Pathway
+from service.rules.traced_time import TimeTrace, TracedInstant
 from service.service_layer.decide import decide
 from tests.conftest import AS_OF, FIXTURES
 from tests.scheduling.support import T0, failed_conservative_care, mrc, radicular_dx
@@ -90,3 +91,26 @@ def test_no_decision_changes_before_the_horizon(folder: Path, pathway: Pathway) 
     assert _signature(assess(pathway, decision.facts, just_before, on_file)) == today
     if not change.why[0].startswith("re-check"):
         assert _signature(assess(pathway, decision.facts, change.at, on_file)) != today
+
+
+@pytest.mark.parametrize("folder", CASES, ids=[p.name for p in CASES])
+def test_an_evaluation_holds_over_the_whole_interval_its_trace_reports(folder: Path, pathway: Pathway) -> None:
+    """The horizon answers for many instants with one evaluation traced at one of them: at every
+    instant of the interval the trace reports, a plain evaluation decides the same."""
+    resources = [e.resource for step in sorted(folder.glob("step-*.bundle.json"))
+                 for e in bundle_entries(json.loads(step.read_text()))[1]]
+    patient = json.loads((folder / "case.json").read_text())["patient"]
+    decision = decide(pathway, patient, [r for r in resources if subject_id(r) == patient], AS_OF)
+    on_file = [TaskOnFile(t.key, t.authored) for t in decision.evaluation.plan.tasks if t.authored]
+    for days in (0, 3, 17, 45, 120):
+        moment = AS_OF + timedelta(days=days, minutes=7)
+        trace = TimeTrace(moment)
+        traced = assess(pathway, decision.facts, TracedInstant.of(trace), on_file)
+        decided = _signature(traced)
+        assert decided == _signature(assess(pathway, decision.facts, moment, on_file))
+        low = trace.low or moment - timedelta(days=400)
+        high = trace.high or moment + timedelta(days=400)
+        assert not trace.opaque and low <= moment < high
+        for step in range(0, 21):
+            inside = low + (high - timedelta(microseconds=1) - low) * step / 20
+            assert _signature(assess(pathway, decision.facts, inside, on_file)) == decided, (moment, inside)

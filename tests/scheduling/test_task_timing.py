@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from service.domain.tasks import TaskOnFile
+from service.rules.evaluator import evaluate
 from service.rules.horizon import assess
 from service.rules.loader import PathwayDefinitionError, load_pathway
 from service.rules.registry import Pathway
@@ -65,3 +67,18 @@ def test_task_timing_mistakes_stop_the_pathway_loading(tmp_path: Path, old: str,
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(PathwayDefinitionError, match=message):
         load_pathway(path)
+
+
+def test_timing_a_task_keeps_everything_the_pathway_said_about_it(pathway: Pathway) -> None:
+    # Escalated tasks keep their urgency, reasons and description once timed (every field but the timing).
+    resources = [radicular_dx("p", T0 - timedelta(days=10)), mrc("p", 1, 5, T0 - timedelta(days=3)),
+                 mrc("p", 2, 4, T0 - timedelta(hours=2))]
+    facts = decide(pathway, "p", resources, T0).facts
+    plain = evaluate(pathway, facts, T0)
+    assessed = assess(pathway, facts, T0)
+    untimed, timed = plain.plan.tasks, {t.key: t for t in assessed.plan.tasks}
+    assert untimed
+    assert replace(assessed, plan=replace(assessed.plan, tasks=untimed, notes=plain.plan.notes)) == plain
+    for task in untimed:
+        assert timed[task.key] == replace(task, authored=T0, due=timed[task.key].due, overdue=False)
+        assert timed[task.key].due is not None

@@ -23,7 +23,7 @@ from service.domain.evaluation import Action, Evidence, Outcome, RuleResult, Urg
 from service.domain.facts import PatientFacts, Side
 from service.rules.definition import Priority
 from service.rules.motor import ProgressionParams, current_run_start, standing_drops
-from service.rules.registry import CheckContext, CheckParams, ConceptName, check
+from service.rules.registry import CheckContext, CheckParams, ConceptName, check, found_in_facts
 from service.rules.series import (
     by_muscle_and_side,
     conflicting,
@@ -66,15 +66,12 @@ def suspected_cauda_equina(ctx: CheckContext, p: CaudaEquinaParams) -> RuleResul
     confirm (2a.3); a present/absent conflict at one clinical time counts as present (2a.10).
     """
     cutoff = ctx.now - p.new_within
-    flags = [*_findings_and_diagnoses(ctx.facts, p), *_bilateral(ctx.facts, p)]
+    on_file = found_in_facts(ctx.facts, p, "cauda-equina", lambda: _on_file(ctx.facts, p))
+    flags, conflicts, supportive = on_file.flags, on_file.conflicts, on_file.supportive
     negated = _negated(ctx.facts, p, cutoff, {f.item for f in flags})
-    conflicts = _dedupe(evidence_of(f) for c in _finding_concepts(p)
-                        for f in conflicting(ctx.facts, c))
     conflict_action = (Action("conflict-review"),) if conflicts else ()
-    supportive = [evidence_of(m, "post-void residual (mL)").as_supporting()
-                  for m in ctx.facts.measured(p.pvr) if m.value >= p.pvr_supportive_ml]
     if not flags and not negated:
-        review = [evidence_of(f) for c in p.review_only for f in positive_findings(ctx.facts, c)]
+        review = on_file.review
         if review or supportive:
             return RuleResult(ctx.rule.id, Outcome.NOT_MET,
                               "no cauda equina red flag; finding(s) that need clinician review",
@@ -107,6 +104,25 @@ def suspected_cauda_equina(ctx: CheckContext, p: CaudaEquinaParams) -> RuleResul
                       actions=(Action("escalate", stable),
                                *((Action("stable-review"),) if flags else ()),
                                *negated_action, *conflict_action))
+
+
+@dataclass(frozen=True, slots=True)
+class _OnFile:
+    """What R1 finds in the facts alone, before comparing any time with now."""
+
+    flags: tuple[_RedFlag, ...]
+    conflicts: tuple[Evidence, ...]
+    supportive: tuple[Evidence, ...]
+    review: tuple[Evidence, ...]
+
+
+def _on_file(facts: PatientFacts, p: CaudaEquinaParams) -> _OnFile:
+    flags = (*_findings_and_diagnoses(facts, p), *_bilateral(facts, p))
+    conflicts = _dedupe(evidence_of(f) for c in _finding_concepts(p) for f in conflicting(facts, c))
+    supportive = tuple(evidence_of(m, "post-void residual (mL)").as_supporting()
+                       for m in facts.measured(p.pvr) if m.value >= p.pvr_supportive_ml)
+    review = tuple(evidence_of(f) for c in p.review_only for f in positive_findings(facts, c))
+    return _OnFile(flags, conflicts, supportive, review)
 
 
 def _finding_concepts(p: CaudaEquinaParams) -> list[str]:

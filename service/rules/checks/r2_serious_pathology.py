@@ -51,7 +51,7 @@ def serious_pathology(ctx: CheckContext, p: SeriousPathologyParams) -> RuleResul
     if new_pain and (history or signs):
         branches["malignancy"] = history + signs
     fracture = _present(facts, p.fracture)
-    age = _age(facts.birth_date, now)
+    age = _age(facts.birth_date, now) if new_pain else None  # only new pain asks (a date is a day-long window)
     if new_pain and age is not None and age > p.older_than_years:
         fracture.append(Evidence(f"Patient/{facts.patient_id}", "age (years) with new back pain",
                                  age, supporting=True))

@@ -12,9 +12,12 @@ neurological deficit"); GIRFT ("deteriorating"). The quantification is a product
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from service.domain.evaluation import Action, Evidence, Outcome, RuleResult, Urgency
+from service.domain.facts import PatientFacts
 from service.rules.motor import ProgressionParams, standing_drops
-from service.rules.registry import CheckContext, CheckParams, ConceptName, check
+from service.rules.registry import CheckContext, CheckParams, ConceptName, check, found_in_facts
 from service.rules.series import by_muscle_and_side, current_study, evidence_of
 
 
@@ -29,24 +32,7 @@ class ProgressiveDeficitParams(CheckParams):
 @check("progressive_deficit", ProgressiveDeficitParams, {"progressive", "mri", "unconfirmed"})
 def progressive_deficit(ctx: CheckContext, p: ProgressiveDeficitParams) -> RuleResult:
     """Order exams by clinical time (corrections already applied) and look for standing drops."""
-    fired: list[Evidence] = []
-    pending: list[Evidence] = []
-    began = None
-    for series in by_muscle_and_side(ctx.facts, p.muscles).values():
-        for drop in standing_drops(series, p.progression):
-            pair = [evidence_of(drop.before), evidence_of(drop.at)]
-            if drop.fired:
-                fired += pair + ([evidence_of(drop.confirmed_by)] if drop.confirmed_by else [])
-                began = min(began or drop.at.time, drop.at.time)
-            else:
-                pending += pair
-    for series in by_muscle_and_side(ctx.facts, p.reflexes).values():
-        latest = series[-1]
-        earlier = [m for m in series[:-1] if m.value > 0
-                   and latest.time - m.time <= p.progression.window]
-        if latest.value == 0 and earlier:
-            fired += [evidence_of(earlier[-1]), evidence_of(latest)]
-            began = min(began or latest.time, latest.time)
+    fired, pending, began = found_in_facts(ctx.facts, p, "progression", lambda: _progression(ctx.facts, p))
     if began is not None:
         actions = [Action("progressive", Urgency.VERY_URGENT)]
         mri = current_study(ctx.facts, p.mri, ctx.now)
@@ -65,5 +51,30 @@ def progressive_deficit(ctx: CheckContext, p: ProgressiveDeficitParams) -> RuleR
     return RuleResult(ctx.rule.id, Outcome.NOT_MET, "no progression across serial exams")
 
 
-def _unique(evidence: list[Evidence]) -> tuple[Evidence, ...]:
+def _progression(facts: PatientFacts, p: ProgressiveDeficitParams
+                 ) -> tuple[tuple[Evidence, ...], tuple[Evidence, ...], datetime | None]:
+    """(evidence of fired drops, of unconfirmed drops, when the earliest fired one began): the
+    facts alone decide these."""
+    fired: list[Evidence] = []
+    pending: list[Evidence] = []
+    began = None
+    for series in by_muscle_and_side(facts, p.muscles).values():
+        for drop in standing_drops(series, p.progression):
+            pair = [evidence_of(drop.before), evidence_of(drop.at)]
+            if drop.fired:
+                fired += pair + ([evidence_of(drop.confirmed_by)] if drop.confirmed_by else [])
+                began = min(began or drop.at.time, drop.at.time)
+            else:
+                pending += pair
+    for series in by_muscle_and_side(facts, p.reflexes).values():
+        latest = series[-1]
+        earlier = [m for m in series[:-1] if m.value > 0
+                   and latest.time - m.time <= p.progression.window]
+        if latest.value == 0 and earlier:
+            fired += [evidence_of(earlier[-1]), evidence_of(latest)]
+            began = min(began or latest.time, latest.time)
+    return tuple(fired), tuple(pending), began
+
+
+def _unique(evidence: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
     return tuple(dict.fromkeys(evidence))

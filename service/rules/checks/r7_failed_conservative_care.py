@@ -14,6 +14,7 @@ Medicare LCD L33906 (ESI); NASS 2012 (time-sensitive surgery). Thresholds are pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from service.domain.evaluation import Action, Episode, Evidence, Outcome, RuleResult
@@ -132,7 +133,7 @@ def _conservative_care(ctx: CheckContext, p: FailedConservativeCareParams, episo
     return (min(starts) if starts else onset), care, flags
 
 
-def _improved(series: list[Measurement], points: float, fraction: float) -> bool:
+def _improved(series: Sequence[Measurement], points: float, fraction: float) -> bool:
     return len(series) >= 2 and improved(series[0].value, series[-1].value, points, fraction)
 
 
