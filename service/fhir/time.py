@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 
@@ -10,6 +11,13 @@ def parse_datetime(value: Any) -> datetime | None:
     """A FHIR dateTime (possibly partial: YYYY, YYYY-MM, YYYY-MM-DD) as UTC; None if absent/invalid."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_datetime(value)
+
+
+@lru_cache(maxsize=32_768)
+def _parse_datetime(value: str) -> datetime | None:
+    """Remembered: every evaluation re-reads the patient's whole record, so the same timestamps are
+    parsed again and again (datetimes are immutable, so sharing them is safe)."""
     text = value.strip()
     try:
         if len(text) == 4:
