@@ -17,6 +17,12 @@ def keys() -> dict[str, SigningKey]:
 
 
 @pytest.fixture
+def key(keys: dict[str, SigningKey]) -> SigningKey:
+    """The EHR's ES384 key (the app built by `cds` trusts it)."""
+    return keys["es"]
+
+
+@pytest.fixture
 def jwks_file(tmp_path: Path, keys: dict[str, SigningKey]) -> Path:
     path = tmp_path / "ehr-jwks.json"
     path.write_text(json.dumps({"keys": [k.jwk() for k in keys.values()]}))

@@ -4,18 +4,13 @@ what it can use is still validated, and a problem in it is still named on the ca
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from service.cds.relevance import usable
 from service.fhir.models import validate_resource
 from service.rules.registry import Pathway
-from tests.cds.support import ISSUER, SigningKey, es384, hook_request, prefetch_of, scenario
+from tests.cds.support import hook_request, prefetch_of, scenario
 from tests.cds.test_cds_hooks import PV, call
-from tests.conftest import make_settings
 
 HEART_RATE = {"system": "http://loinc.org", "code": "8867-4"}
 PAIN = {"system": "http://loinc.org", "code": "72514-3"}
@@ -43,19 +38,6 @@ def test_a_content_seen_valid_is_accepted_again_and_a_bad_one_is_still_refused()
     assert validate_resource(good) == [] and validate_resource(copy.deepcopy(good)) == []
     bad = {**good, "status": ["not", "a", "code"]}
     assert validate_resource(bad) and validate_resource(copy.deepcopy(bad))
-
-
-@pytest.fixture
-def key() -> SigningKey:
-    return es384()
-
-
-@pytest.fixture
-async def cds(client_for, sqlite_url: str, tmp_path: Path, key: SigningKey):  # type: ignore[no-untyped-def]
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
-    return await client_for(make_settings(sqlite_url, cds_allowed_issuers=[ISSUER],
-                                          cds_jwks_file=jwks))
 
 
 async def test_unusable_prefetch_is_ignored_and_usable_prefetch_still_validated(cds, key) -> None:

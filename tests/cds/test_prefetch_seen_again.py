@@ -6,29 +6,12 @@ afresh."""
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.cds.support import ISSUER, SigningKey, es384, hook_request, prefetch_of, scenario
+from tests.cds.support import SigningKey, hook_request, prefetch_of, scenario
 from tests.cds.test_cds_hooks import PV, call
-from tests.conftest import make_settings
 
 PATIENT = "lrp-03"
-
-
-@pytest.fixture
-def key() -> SigningKey:
-    return es384()
-
-
-@pytest.fixture
-async def cds(client_for, sqlite_url: str, tmp_path: Path, key: SigningKey):  # type: ignore[no-untyped-def]
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
-    return await client_for(make_settings(sqlite_url, cds_allowed_issuers=[ISSUER], cds_jwks_file=jwks))
 
 
 async def card(client: Any, key: SigningKey, prefetch: dict[str, Any], patient: str = PATIENT) -> dict[str, Any]:
