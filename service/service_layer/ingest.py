@@ -127,9 +127,9 @@ class Ingestor:
                                     methods=["POST" if op.is_create else "PUT" for op in operations])
 
     async def _apply(self, store: Store, op: Write, now: datetime) -> Stored | Removed:
-        found = (await store.lookup([(op.resource_type, op.resource_id)]))[(op.resource_type, op.resource_id)]
-        current = Stored(found.content, stored_version(found.content), created=False, changed=False,
-                         patient_id=found.patient_id) if found.content is not None else None
+        held = (await store.lookup([(op.resource_type, op.resource_id)]))[(op.resource_type, op.resource_id)]
+        current = Stored(held.content, stored_version(held.content), created=False, changed=False,
+                         patient_id=held.patient_id) if held.content is not None else None
         if op.if_match is not None and (current is None or current.etag != op.if_match
                                         and f'W/"{current.version_id}"' != _weak(op.if_match)):
             found = f"the current version is {current.etag}" if current else "it does not exist"
@@ -157,7 +157,7 @@ class Ingestor:
             raise PreconditionFailed(f"{op.resource_type}/{op.resource_id} exists with other content")
         return await store.put(op.resource, origin="input", patient_id=subject_id(op.resource), now=now,
                                method="POST" if op.is_create else "PUT", existing=current,
-                               last_version=found.last_version)
+                               last_version=held.last_version)
 
     async def store(self, resources: Iterable[dict[str, Any]], *, actor: str) -> list[Accepted]:
         """Commit validated resources; a patient whose data changed is marked pending."""
