@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.adapters import tables as t
-from service.adapters.store import prebuilt
+from service.adapters.store import insert_for, prebuilt
 
 s = t.patient_schedule
 
@@ -36,7 +35,7 @@ async def set_next(conn: AsyncConnection, patient_id: str, due_at: datetime | No
 
 def _upsert(dialect: str) -> Any:
     """INSERT, or on a known patient UPDATE with the row that was to be inserted (`excluded`)."""
-    insert = postgresql.insert(s) if dialect == "postgresql" else sqlite.insert(s)
+    insert = insert_for(dialect, s)
     columns = ("due_at", "reason", "computed_at", "attempts", "last_error", "locked_by", "locked_until")
     return insert.on_conflict_do_update(index_elements=[s.c.patient_id],
                                         set_={c: insert.excluded[c] for c in columns})

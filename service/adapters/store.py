@@ -81,7 +81,8 @@ def prebuilt(conn: AsyncConnection, name: str, build: Callable[[str], Any]) -> A
     return statement
 
 
-def _insert_for(dialect: str, table: sa.Table) -> Any:
+def insert_for(dialect: str, table: sa.Table) -> Any:
+    """INSERT with the dialect's ON CONFLICT clauses (PostgreSQL's or SQLite's)."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
@@ -111,8 +112,7 @@ class Store:
         self._audits: list[dict[str, Any]] | None = [] if batch_audit else None
 
     def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert(table) if self.conn.dialect.name == "postgresql"
-                else sqlite.insert(table))
+        return insert_for(self.conn.dialect.name, table)
 
     # --- resources -------------------------------------------------------------------------
     async def get(self, resource_type: str, resource_id: str) -> Stored | None:
@@ -149,7 +149,7 @@ class Store:
             meta["versionId"] = str(version)
             values["version_id"], values["content"] = version, _dumps(stored)
             insert = prebuilt(self.conn, "insert-resource",
-                              lambda d: _insert_for(d, _r).on_conflict_do_nothing())
+                              lambda d: insert_for(d, _r).on_conflict_do_nothing())
             inserted = await self.conn.execute(insert, {"resource_type": kind, "id": rid, **values})
             if inserted.rowcount != 1:
                 # another transaction created it since we looked (concurrent posts of one new
@@ -251,7 +251,7 @@ class Store:
         inserts = [{"resource_type": k[0], "id": k[1], **v} for k, v in rows.items() if k in fresh]
         updates = [{"k_type": k[0], "k_id": k[1], **v} for k, v in rows.items() if k not in fresh]
         if inserts:
-            insert = prebuilt(self.conn, "insert-resources-returning", lambda d: _insert_for(d, _r)
+            insert = prebuilt(self.conn, "insert-resources-returning", lambda d: insert_for(d, _r)
                               .on_conflict_do_nothing().returning(_r.c.resource_type, _r.c.id))
             created = {(row.resource_type, row.id) for row in await self.conn.execute(insert, inserts)}
             raced = {(i["resource_type"], i["id"]) for i in inserts} - created
@@ -365,7 +365,7 @@ class Store:
     # --- evaluation bookkeeping ------------------------------------------------------------
     async def mark_pending(self, patient_id: str, now: datetime) -> None:
         stmt = prebuilt(self.conn, "mark-pending",
-                        lambda d: _insert_for(d, t.pending_evaluations).on_conflict_do_nothing())
+                        lambda d: insert_for(d, t.pending_evaluations).on_conflict_do_nothing())
         await self.conn.execute(stmt, {"patient_id": patient_id, "since": now, "attempts": 0})
 
     async def clear_pending(self, patient_id: str) -> None:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.adapters.store import insert_for, prebuilt
 from service.adapters.tables import jwt_replay
 
 _PURGE_EVERY = 60.0  # seconds between deletions of expired rows (not one per call)
@@ -43,11 +42,6 @@ class JtiLedger:
         self._waiting: list[_Use] = []
         self._writer: asyncio.Task[None] | None = None
         self._purge_after = 0.0
-        # Built once: SQLAlchemy then finds the compiled form by identity (a new construct per
-        # call is built, hashed and looked up, ~100 us). The second runs as one multi-row INSERT.
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._statements = (insert(jwt_replay).on_conflict_do_nothing(),
-                            insert(jwt_replay).on_conflict_do_nothing().returning(jwt_replay.c.jti))
 
     async def first_use(self, issuer: str, jti: str, expires_at: datetime) -> bool:
         """Record the jti; False when it was recorded before (a replay)."""
@@ -85,8 +79,11 @@ class JtiLedger:
         """The digests of the batch that were not recorded before."""
         rows = list({u.digest: {"jti": u.digest, "issuer": u.issuer, "expires_at": u.expires_at}
                      for u in reversed(batch)}.values())
-        record, record_all = self._statements
         async with self.engine.begin() as conn:
+            # built once per dialect (`prebuilt`); the second runs as one multi-row INSERT
+            record = prebuilt(conn, "jti-record", lambda d: insert_for(d, jwt_replay).on_conflict_do_nothing())
+            record_all = prebuilt(conn, "jti-record-all", lambda d: insert_for(d, jwt_replay)
+                                  .on_conflict_do_nothing().returning(jwt_replay.c.jti))
             if time.monotonic() >= self._purge_after:
                 await conn.execute(sa.delete(jwt_replay).where(jwt_replay.c.expires_at < datetime.now(UTC)))
                 self._purge_after = time.monotonic() + _PURGE_EVERY
