@@ -28,7 +28,7 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from service.adapters.database import is_sqlite, lock_keys
@@ -48,7 +48,7 @@ class _Job:
     future: asyncio.Future[Results]
     results: Results | None = None
     error: BaseException | None = None
-    done: bool = field(default=False)
+    done: bool = False
 
 
 class _GroupFailed(Exception):
